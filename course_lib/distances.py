@@ -1,0 +1,101 @@
+"""Distances between embeddings.
+
+Every loss in this course starts from the matrix of distances between all
+pairs of a batch, ``D[i, j] = d(x_i, x_j)``. Three metrics are supported:
+
+==================== ==================================
+``"euclidean"``         ``||x_i - x_j||``
+``"squared_euclidean"`` ``||x_i - x_j||^2``
+``"cosine"``            ``1 - x_i . x_j / (||x_i|| ||x_j||)``
+==================== ==================================
+
+The squared Euclidean distance is computed with the expansion
+
+    ||a - b||^2 = ||a||^2 + ||b||^2 - 2 a.b
+
+which is one matrix product instead of a [B, B, D] tensor of differences.
+Two numerical traps come with it (COURSE_GUIDE section 1):
+
+* rounding can make the expansion slightly negative: clamp it at 0;
+* ``sqrt`` has an infinite derivative at 0, so two identical embeddings
+  give NaN gradients unless the zero entries are masked before the sqrt
+  (tensorflow/tensorflow#30199).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from course_lib._checks import as_embeddings, check_choice
+
+METRICS = ("euclidean", "squared_euclidean", "cosine")
+
+
+def _squared_norms(x):
+    return tf.reduce_sum(tf.square(x), axis=1)
+
+
+def _squared_euclidean(a, b):
+    """||a_i - b_j||^2 via the expansion, clamped at 0."""
+    sq = (
+        _squared_norms(a)[:, None]
+        + _squared_norms(b)[None, :]
+        - 2.0 * tf.matmul(a, b, transpose_b=True)
+    )
+    return tf.maximum(sq, 0.0)
+
+
+def _safe_sqrt(squared):
+    """sqrt with a zero (not infinite) gradient where ``squared == 0``."""
+    is_zero = tf.equal(squared, 0.0)
+    safe = tf.where(is_zero, tf.ones_like(squared), squared)
+    return tf.where(is_zero, tf.zeros_like(squared), tf.sqrt(safe))
+
+
+def _cosine(a, b):
+    a = tf.math.l2_normalize(a, axis=1, epsilon=1e-12)
+    b = tf.math.l2_normalize(b, axis=1, epsilon=1e-12)
+    return tf.maximum(1.0 - tf.matmul(a, b, transpose_b=True), 0.0)
+
+
+def cross_distances(queries, gallery, metric="euclidean"):
+    """Distances between every query and every gallery item: [Q, G] float32.
+
+    ``queries`` is [Q, D] and ``gallery`` is [G, D]. No entry is forced to
+    zero: use :func:`pairwise_distances` for a batch against itself.
+    """
+    check_choice("metric", metric, METRICS)
+    a = as_embeddings(queries, name="queries")
+    b = as_embeddings(gallery, name="gallery")
+    if metric == "cosine":
+        return _cosine(a, b)
+    squared = _squared_euclidean(a, b)
+    if metric == "squared_euclidean":
+        return squared
+    return _safe_sqrt(squared)
+
+
+def pairwise_distances(embeddings, metric="euclidean"):
+    """All pairwise distances of a batch: [B, B] float32.
+
+    ``D[i, j] = d(x_i, x_j)`` for ``metric`` in :data:`METRICS`. The
+    diagonal is exactly 0, no entry is negative, and the gradient is finite
+    everywhere, also when the batch holds identical embeddings.
+
+    >>> pairwise_distances([[0.0, 0.0], [3.0, 4.0]]).numpy()
+    array([[0., 5.],
+           [5., 0.]], dtype=float32)
+    """
+    check_choice("metric", metric, METRICS)
+    x = as_embeddings(embeddings)
+    if metric == "cosine":
+        distances = _cosine(x, x)
+    else:
+        distances = _squared_euclidean(x, x)
+    # Zero the diagonal *before* the sqrt: it removes rounding noise and
+    # keeps sqrt's infinite derivative at 0 out of the gradient.
+    off_diagonal = 1.0 - tf.eye(tf.shape(x)[0], dtype=x.dtype)
+    distances = distances * off_diagonal
+    if metric == "euclidean":
+        distances = _safe_sqrt(distances)
+    return distances

@@ -1,0 +1,286 @@
+"""Ranking losses: contrastive, triplet (all / hard / semi-hard, soft margin), N-pairs, angular.
+
+Each function takes ``(labels, embeddings, **options)`` and returns a scalar
+float32 tensor. ``labels`` are class ids shaped (B,) or (B, 1), int or
+float; ``embeddings`` is [B, D] (float16/bfloat16 are cast up to float32).
+Definitions, reductions and degenerate batches follow COURSE_GUIDE section 1;
+every mean over an empty set is 0, never NaN.
+
+The Keras classes at the bottom wrap the functions for ``model.compile``:
+
+    model.compile(optimizer="adam", loss=TripletLoss(mining="semi-hard"))
+    model.fit(images, labels)          # y_true = labels, y_pred = embeddings
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import keras
+import tensorflow as tf
+
+from course_lib import mining as miners
+from course_lib._checks import as_embeddings, as_labels, check_choice, check_positive
+from course_lib.distances import METRICS, pairwise_distances
+from course_lib.mining import STRATEGIES, negative_mask, positive_mask
+
+__all__ = [
+    "contrastive_loss", "triplet_loss", "npairs_loss", "angular_loss",
+    "ContrastiveLoss", "TripletLoss", "NPairsLoss", "AngularLoss",
+]
+
+
+def _masked_mean(values, mask):
+    """Mean of ``values`` where ``mask`` is True; 0 (and zero gradient) when none is."""
+    mask = tf.cast(mask, values.dtype)
+    return tf.math.divide_no_nan(tf.reduce_sum(values * mask), tf.reduce_sum(mask))
+
+
+def _inputs(labels, embeddings):
+    x = as_embeddings(embeddings)
+    return as_labels(labels, x), x
+
+
+# ---------------------------------------------------------------- contrastive
+def contrastive_loss(labels, embeddings, margin=1.0, metric="euclidean"):
+    """Contrastive loss (Hadsell, Chopra, LeCun 2006), mean over ordered pairs i != j.
+
+        same class:       L = 1/2 D(i, j)^2
+        different class:  L = 1/2 max(0, m - D(i, j))^2
+
+    The paper writes Y = 0 for a similar pair; here the labels are class ids
+    and "similar" means the same id. Every negative pair closer than the
+    margin pushes *both* of its points apart.
+    """
+    margin = check_positive("margin", margin)
+    check_choice("metric", metric, METRICS)
+    y, x = _inputs(labels, embeddings)
+    d = pairwise_distances(x, metric)
+    same = tf.equal(y[:, None], y[None, :])
+    per_pair = 0.5 * tf.where(same, tf.square(d), tf.square(tf.nn.relu(margin - d)))
+    off_diagonal = tf.logical_not(tf.eye(tf.shape(y)[0], dtype=tf.bool))
+    return _masked_mean(per_pair, off_diagonal)
+
+
+# -------------------------------------------------------------------- triplet
+def triplet_loss(labels, embeddings, margin=1.0, mining="semi-hard", metric="euclidean", soft=False):
+    """Triplet loss  [D(a, p) - D(a, n) + m]_+  over mined triplets.
+
+    ``mining``:
+      * ``"all"``: every valid triplet; mean over the triplets with loss > 0
+        (Hermans' "batch all, != 0"). Enumerates triplets: O(B^2 K) time for a
+        P x K batch, and the gradient keeps one [B, B] slice per positive round
+        (O(B^2 K) memory); refuses above ``course_lib.mining.MAX_TRIPLET_ELEMENTS``.
+      * ``"hard"``: per anchor its farthest positive and closest negative;
+        mean over anchors with >= 1 positive and >= 1 negative. O(B^2).
+      * ``"semi-hard"``: per positive pair (a, p) the closest negative with
+        D(a, n) > D(a, p), else the farthest negative; mean over positive pairs
+        whose anchor has >= 1 negative. O(B^2) memory, O(B^2 K) time.
+
+    ``soft=True`` replaces [x + m]_+ by softplus(x) (Hermans' soft margin);
+    ``margin`` is then unused. See :mod:`course_lib.mining` for the miners.
+    """
+    margin = check_positive("margin", margin)
+    check_choice("mining", mining, STRATEGIES)
+    check_choice("metric", metric, METRICS)
+    if not isinstance(soft, bool):
+        raise TypeError(f"`soft` must be True or False, got {soft!r}.")
+    y, x = _inputs(labels, embeddings)
+    d = pairwise_distances(x, metric)
+    pos, neg = positive_mask(y), negative_mask(y)
+
+    def hinge(gap):  # gap = D(a, p) - D(a, n)
+        return tf.nn.softplus(gap) if soft else tf.nn.relu(gap + margin)
+
+    if mining == "all":
+        return _batch_all(d, pos, neg, hinge)
+    has_neg = tf.reduce_any(neg, axis=1)
+    mined = tf.stop_gradient(d)
+    if mining == "hard":
+        d_ap = tf.gather(d, miners.hardest_positives(mined, pos), batch_dims=1)
+        d_an = tf.gather(d, miners.closest_negatives(mined, neg), batch_dims=1)
+        return _masked_mean(hinge(d_ap - d_an), tf.reduce_any(pos, axis=1) & has_neg)
+    # semi-hard: one triplet per positive pair, laid out as a [B, B] grid.
+    d_an = tf.gather(d, miners.semi_hard_negatives(mined, pos, neg), batch_dims=1)
+    return _masked_mean(hinge(d - d_an), pos & has_neg[:, None])
+
+
+def _over_positive_rounds(pos, per_round, num_outputs):
+    """Sum ``per_round(p, in_round)`` over the positive rounds of the batch.
+
+    In round r each anchor a takes its r-th positive p[a] (see
+    :func:`course_lib.mining.positive_rounds`); ``in_round`` [B] says which
+    anchors still have one. ``per_round`` returns ``num_outputs`` scalars to
+    accumulate. One [B, B] pass per round keeps memory at O(B^2) per round.
+    """
+    rounds = miners.positive_rounds(pos)
+    num_rounds = tf.reduce_max(rounds) + 1
+    batch = tf.shape(pos, out_type=tf.int64)[0]
+    check = miners.check_triplet_budget(
+        tf.cast(tf.maximum(num_rounds, 0), tf.int64) * batch * batch, "this loss"
+    )
+
+    def body(r, totals):
+        in_round_matrix = tf.equal(rounds, r)
+        p = tf.argmax(tf.cast(in_round_matrix, tf.int32), axis=1, output_type=tf.int32)
+        outputs = per_round(p, tf.reduce_any(in_round_matrix, axis=1))
+        return r + 1, tuple(t + o for t, o in zip(totals, outputs))
+
+    with tf.control_dependencies([check]):
+        zeros = tuple(tf.constant(0.0) for _ in range(num_outputs))
+        _, totals = tf.while_loop(
+            lambda r, _: r < num_rounds, body, (tf.constant(0), zeros),
+            maximum_iterations=tf.shape(pos)[0],
+        )
+    return totals
+
+
+def _batch_all(d, pos, neg, hinge):
+    """Mean of hinge(D(a,p) - D(a,n)) over all valid triplets with a positive loss."""
+
+    def per_round(p, in_round):
+        d_ap = tf.gather(d, p, batch_dims=1)  # [B]
+        losses = hinge(d_ap[:, None] - d)  # [B, B]: anchor a, negative n
+        valid = tf.cast(neg & in_round[:, None], d.dtype)
+        losses = losses * valid
+        return tf.reduce_sum(losses), tf.reduce_sum(tf.cast(losses > 0, d.dtype))
+
+    total, active = _over_positive_rounds(pos, per_round, 2)
+    return tf.math.divide_no_nan(total, active)
+
+
+# -------------------------------------------------------------------- N-pairs
+def npairs_loss(labels, embeddings, l2_reg=0.002):
+    """Multi-class N-pair loss (Sohn 2016).
+
+    For each class with >= 2 samples, the anchor a_i is its first and the
+    positive p_i its second occurrence in batch order. With S = A P^T
+    (dot products), the loss is the softmax cross-entropy of row i with
+    target i, averaged over the N pairs, plus
+    ``l2_reg * 0.25 * (mean ||a_i||^2 + mean ||p_i||^2)``.
+    0 when the batch has fewer than 2 pairs (no negative to compare with).
+    """
+    if not isinstance(l2_reg, numbers.Real) or isinstance(l2_reg, bool) or l2_reg < 0:
+        raise ValueError(f"`l2_reg` must be a number >= 0, got {l2_reg!r}.")
+    y, x = _inputs(labels, embeddings)
+    same = tf.equal(y[:, None], y[None, :])
+    earlier = tf.linalg.band_part(tf.ones_like(same, dtype=tf.int32), -1, 0) - tf.eye(
+        tf.shape(y)[0], dtype=tf.int32
+    )  # earlier[i, j] = 1 when j < i
+    occurrence = tf.reduce_sum(tf.cast(same, tf.int32) * earlier, axis=1)  # 0 = first, 1 = second
+    is_second = tf.equal(occurrence, 1)
+    partner_mask = same & is_second[None, :]  # row i: the second occurrence of i's class
+    is_anchor = tf.equal(occurrence, 0) & tf.reduce_any(partner_mask, axis=1)
+    partner = tf.argmax(tf.cast(partner_mask, tf.int32), axis=1, output_type=tf.int32)
+    positives = tf.gather(x, partner)  # p_i beside each anchor a_i
+    logits = tf.matmul(x, positives, transpose_b=True)  # S[i, j] = a_i . p_j
+    logits = tf.where(is_anchor[None, :], logits, -float("inf"))
+    cross_entropy = tf.reduce_logsumexp(tf.where(is_anchor[:, None], logits, 0.0), axis=1) - tf.linalg.diag_part(
+        tf.where(is_anchor[:, None], logits, 0.0)
+    )
+    num_pairs = tf.reduce_sum(tf.cast(is_anchor, tf.float32))
+    l2 = 0.25 * l2_reg * (
+        _masked_mean(tf.reduce_sum(tf.square(x), 1), is_anchor)
+        + _masked_mean(tf.reduce_sum(tf.square(positives), 1), is_anchor)
+    )
+    loss = _masked_mean(cross_entropy, is_anchor) + l2
+    return tf.where(num_pairs >= 2, loss, 0.0)
+
+
+# -------------------------------------------------------------------- angular
+def angular_loss(labels, embeddings, alpha_degrees=45.0):
+    """Angular loss, N-pair-angular form (Wang et al. 2017).
+
+    Embeddings are L2-normalised; t = tan^2(alpha) with alpha in *degrees*.
+    For each ordered positive pair (a, p) over all negatives n of a:
+
+        f(a, p, n) = 4 t (x_a + x_p) . x_n - 2 (1 + t) x_a . x_p
+        L(a, p)    = log(1 + sum_n exp f(a, p, n))
+
+    averaged over positive pairs with >= 1 negative. The angle at the
+    negative, in the triangle (a, p, n), is pushed below alpha. Enumerates
+    (pair, negative) combinations one positive round at a time; refuses above
+    ``course_lib.mining.MAX_TRIPLET_ELEMENTS``.
+    """
+    if not isinstance(alpha_degrees, numbers.Real) or isinstance(alpha_degrees, bool):
+        raise TypeError(f"`alpha_degrees` must be a number, got {type(alpha_degrees).__name__}.")
+    if not 0.0 < alpha_degrees < 90.0:
+        raise ValueError(f"`alpha_degrees` must lie in (0, 90) degrees, got {alpha_degrees}.")
+    t = math.tan(math.radians(alpha_degrees)) ** 2
+    y, x = _inputs(labels, embeddings)
+    x = tf.math.l2_normalize(x, axis=1, epsilon=1e-12)
+    sim = tf.matmul(x, x, transpose_b=True)  # x_i . x_j
+    pos, neg = positive_mask(y), negative_mask(y)
+    has_neg = tf.reduce_any(neg, axis=1)
+
+    def per_round(p, in_round):
+        s_ap = tf.gather(sim, p, batch_dims=1)  # [B]
+        f = 4.0 * t * (sim + tf.gather(sim, p)) - 2.0 * (1.0 + t) * s_ap[:, None]  # [a, n]
+        f = tf.where(neg, f, -float("inf"))
+        pair_loss = tf.nn.softplus(tf.reduce_logsumexp(tf.where(has_neg[:, None], f, 0.0), axis=1))
+        valid = tf.cast(in_round & has_neg, tf.float32)
+        return tf.reduce_sum(pair_loss * valid), tf.reduce_sum(valid)
+
+    total, count = _over_positive_rounds(pos, per_round, 2)
+    return tf.math.divide_no_nan(total, count)
+
+
+# -------------------------------------------------------- Keras loss classes
+class _RankingLoss(keras.losses.Loss):
+    """Base: ``y_true`` = class ids, ``y_pred`` = embeddings; computed in float32."""
+
+    _function = None
+
+    def __init__(self, name=None, reduction="sum_over_batch_size", **options):
+        super().__init__(name=name or self.__class__.__name__, reduction=reduction, dtype="float32")
+        # Validate now, so a bad option fails at compile() time, not inside fit().
+        probe_labels = tf.constant([0, 0, 1, 1])
+        type(self)._function(probe_labels, tf.zeros([4, 2]), **options)
+        self.options = options
+
+    def call(self, y_true, y_pred):
+        return type(self)._function(y_true, y_pred, **self.options)
+
+    def get_config(self):
+        return {**super().get_config(), **self.options}
+
+
+@keras.saving.register_keras_serializable(package="course_lib")
+class ContrastiveLoss(_RankingLoss):
+    """Keras wrapper of :func:`contrastive_loss`."""
+
+    _function = staticmethod(contrastive_loss)
+
+    def __init__(self, margin=1.0, metric="euclidean", **kwargs):
+        super().__init__(margin=margin, metric=metric, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="course_lib")
+class TripletLoss(_RankingLoss):
+    """Keras wrapper of :func:`triplet_loss`: ``TripletLoss(mining="semi-hard")``."""
+
+    _function = staticmethod(triplet_loss)
+
+    def __init__(self, margin=1.0, mining="semi-hard", metric="euclidean", soft=False, **kwargs):
+        super().__init__(margin=margin, mining=mining, metric=metric, soft=soft, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="course_lib")
+class NPairsLoss(_RankingLoss):
+    """Keras wrapper of :func:`npairs_loss`."""
+
+    _function = staticmethod(npairs_loss)
+
+    def __init__(self, l2_reg=0.002, **kwargs):
+        super().__init__(l2_reg=l2_reg, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="course_lib")
+class AngularLoss(_RankingLoss):
+    """Keras wrapper of :func:`angular_loss`."""
+
+    _function = staticmethod(angular_loss)
+
+    def __init__(self, alpha_degrees=45.0, **kwargs):
+        super().__init__(alpha_degrees=alpha_degrees, **kwargs)

@@ -1,0 +1,189 @@
+"""Masks and miners: which (anchor, positive, negative) triplets a loss uses.
+
+Notation (COURSE_GUIDE section 1): a batch of B embeddings with labels y,
+distance matrix D [B, B]; (a, p) is a *positive pair* when y_a = y_p and
+a != p; (a, n) is a *negative pair* when y_a != y_n.
+
+Strategies, for margin m:
+
+``"all"``        every valid (a, p, n): B x (K-1) x (B-K) of them in a P x K batch.
+``"hard"``       per anchor, its farthest positive and its closest negative
+                 (Hermans, Beyer, Leibe 2017, "batch hard").
+``"semi-hard"``  per positive pair (a, p), the closest negative that is still
+                 farther than the positive, D(a, n) > D(a, p); when no negative
+                 is farther, the farthest negative (Schroff et al. 2015 as TF
+                 Addons defines it). FaceNet's "farther than the positive but
+                 within the margin" is exactly this negative whenever one lies in
+                 the band D(a, p) < D(a, n) < D(a, p) + m.
+
+Miners return :class:`Triplets` of index tensors, like pytorch-metric-learning:
+the losses in :mod:`course_lib.losses` and the lesson plots consume the same
+triplets. Internally the losses use the dense forms below
+(:func:`hardest_positives`, :func:`semi_hard_negatives`, ...) because their
+shapes are fixed, which keeps them usable under XLA (Keras compiles with XLA
+by default).
+
+Cost: hard mining is O(B^2) time and memory. Semi-hard mining visits the
+positives in *rounds* (round r: each anchor takes its r-th positive) and does
+one [B, B] pass per round: O(B^2 K) time, O(B^2) memory for a P x K batch,
+with no sort and no [B, B, B] tensor (TF Addons tiles D B times: 22 GiB at
+B = 1024).
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import tensorflow as tf
+
+from course_lib._checks import as_embeddings, as_labels, check_choice
+from course_lib.distances import pairwise_distances
+
+STRATEGIES = ("all", "hard", "semi-hard")
+
+#: "all" mining and the angular loss enumerate (anchor, positive, negative)
+#: combinations. Above this many, they refuse with a clear error instead of
+#: exhausting memory (2**27 float32 values = 512 MiB per temporary).
+MAX_TRIPLET_ELEMENTS = 2**27
+
+Triplets = namedtuple("Triplets", ["anchor", "positive", "negative"])
+Triplets.__doc__ = "Index triplets (anchor, positive, negative), each a 1-D int32 tensor."
+
+
+# --------------------------------------------------------------------- masks
+def positive_mask(labels):
+    """[B, B] bool: ``y_i == y_j`` and ``i != j``."""
+    y = _labels_1d(labels)
+    same = tf.equal(y[:, None], y[None, :])
+    return tf.logical_and(same, tf.logical_not(tf.eye(tf.shape(y)[0], dtype=tf.bool)))
+
+
+def negative_mask(labels):
+    """[B, B] bool: ``y_i != y_j``."""
+    y = _labels_1d(labels)
+    return tf.not_equal(y[:, None], y[None, :])
+
+
+def _labels_1d(labels):
+    y = tf.convert_to_tensor(labels)
+    return tf.reshape(y, [-1])
+
+
+# ------------------------------------------------- dense miners (fixed shape)
+def hardest_positives(distances, pos):
+    """[B] index of each anchor's farthest positive (meaningless without one)."""
+    return tf.argmax(tf.where(pos, distances, -1.0), axis=1, output_type=tf.int32)
+
+
+def closest_negatives(distances, neg):
+    """[B] index of each anchor's closest negative (meaningless without one)."""
+    return tf.argmin(tf.where(neg, distances, float("inf")), axis=1, output_type=tf.int32)
+
+
+def farthest_negatives(distances, neg):
+    """[B] index of each anchor's farthest negative (meaningless without one)."""
+    return tf.argmax(tf.where(neg, distances, -1.0), axis=1, output_type=tf.int32)
+
+
+def positive_rounds(pos):
+    """Number the positives of each anchor 0, 1, 2, ... by index: [B, B] int32.
+
+    Round r pairs every anchor with its r-th positive, so one round is a
+    single [B, B] pass and a P x K batch needs K - 1 rounds. Entries that are
+    not positive pairs hold -1.
+    """
+    rank = tf.cumsum(tf.cast(pos, tf.int32), axis=1) - 1
+    return tf.where(pos, rank, -1)
+
+
+def semi_hard_negatives(distances, pos, neg):
+    """[B, B] int32: for each positive pair (a, p), the index of its semi-hard negative.
+
+    n(a, p) = argmin { D(a, n) : n negative of a, D(a, n) > D(a, p) }, or the
+    farthest negative of a when no negative is farther than p. Entries that
+    are not positive pairs, or whose anchor has no negative, are meaningless.
+    Ties go to the lowest index. Runs one [B, B] pass per positive round.
+    """
+    distances = tf.stop_gradient(distances)
+    inf = tf.constant(float("inf"), distances.dtype)
+    neg_distances = tf.where(neg, distances, inf)
+    fallback = farthest_negatives(distances, neg)
+    rounds = positive_rounds(pos)
+    num_rounds = tf.reduce_max(rounds) + 1
+
+    def one_round(r, result):
+        in_round = tf.equal(rounds, r)  # [B, B], at most one True per row
+        p = tf.argmax(tf.cast(in_round, tf.int32), axis=1, output_type=tf.int32)
+        d_ap = tf.gather(distances, p, batch_dims=1)  # [B]
+        farther = tf.where(neg_distances > d_ap[:, None], neg_distances, inf)
+        n = tf.argmin(farther, axis=1, output_type=tf.int32)
+        n = tf.where(tf.reduce_min(farther, axis=1) < inf, n, fallback)
+        return r + 1, tf.where(in_round, n[:, None], result)
+
+    _, result = tf.while_loop(
+        lambda r, _: r < num_rounds,
+        one_round,
+        (tf.constant(0), tf.zeros_like(rounds)),
+        maximum_iterations=tf.shape(distances)[0],
+    )
+    return result
+
+
+# ------------------------------------------------------- index-triplet miners
+def mine_triplets(labels, embeddings, strategy="semi-hard", metric="euclidean"):
+    """Mine (anchor, positive, negative) index triplets from a batch.
+
+    Returns :class:`Triplets`; see the module docstring for the strategies.
+    Order: "all" by (a, p, n), "hard" by anchor, "semi-hard" by (a, p).
+    """
+    x = as_embeddings(embeddings)
+    y = as_labels(labels, x)
+    return mine_triplets_from_distances(y, pairwise_distances(x, metric), strategy)
+
+
+def mine_triplets_from_distances(labels, distances, strategy="semi-hard"):
+    """Like :func:`mine_triplets`, from a precomputed [B, B] distance matrix."""
+    check_choice("strategy", strategy, STRATEGIES)
+    distances = tf.stop_gradient(as_embeddings(distances, name="distances"))
+    y = as_labels(labels, distances)
+    pos, neg = positive_mask(y), negative_mask(y)
+    has_neg = tf.reduce_any(neg, axis=1)
+    if strategy == "hard":
+        anchors = tf.where(tf.reduce_any(pos, axis=1) & has_neg)[:, 0]
+        return _triplets(
+            anchors,
+            tf.gather(hardest_positives(distances, pos), anchors),
+            tf.gather(closest_negatives(distances, neg), anchors),
+        )
+    if strategy == "semi-hard":
+        pairs = tf.where(pos & has_neg[:, None])
+        negatives = tf.gather_nd(semi_hard_negatives(distances, pos, neg), pairs)
+        return _triplets(pairs[:, 0], pairs[:, 1], negatives)
+    pairs = tf.where(pos)
+    check_triplet_budget(tf.shape(pairs, tf.int64)[0] * tf.shape(y, tf.int64)[0], "mining='all'")
+    pair_and_negative = tf.where(tf.gather(neg, pairs[:, 0]))  # [T, 2]: (pair, n)
+    chosen = tf.gather(pairs, pair_and_negative[:, 0])
+    return _triplets(chosen[:, 0], chosen[:, 1], pair_and_negative[:, 1])
+
+
+def _triplets(a, p, n):
+    return Triplets(*(tf.cast(t, tf.int32) for t in (a, p, n)))
+
+
+def check_triplet_budget(count, what):
+    """Refuse (ValueError eagerly, InvalidArgumentError in a graph) above MAX_TRIPLET_ELEMENTS.
+
+    ``count`` is the number of values a computation would hold at once
+    (e.g. positive pairs x batch size).
+    """
+    limit = MAX_TRIPLET_ELEMENTS
+    message = (
+        f"{what} would enumerate more than MAX_TRIPLET_ELEMENTS={limit} triplet "
+        "values for this batch; use a smaller batch, mining='semi-hard' or "
+        "mining='hard' (O(B^2) memory), or raise course_lib.mining.MAX_TRIPLET_ELEMENTS."
+    )
+    if tf.executing_eagerly():
+        if int(count) > limit:
+            raise ValueError(message + f" (this batch: {int(count)})")
+        return tf.no_op()
+    return tf.debugging.assert_less_equal(count, tf.cast(limit, count.dtype), message=message)

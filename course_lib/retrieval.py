@@ -1,0 +1,391 @@
+"""Retrieval metrics: how good is an embedding at finding same-class items?
+
+Every item of a query set asks: "which gallery items are closest to me?".
+The answer is the ranked list of its neighbours, and the metrics below
+score that list (COURSE_GUIDE section 1).  For one query q with label y_q,
+rank the gallery by distance, and let
+
+* ``match_i`` = 1 if the i-th neighbour has label y_q, else 0;
+* ``R`` = the number of gallery items with label y_q (in leave-one-out
+  mode: not counting q itself).
+
+Then::
+
+    precision@1 = match_1
+    recall@k    = 1 if match_1 + ... + match_k >= 1 else 0    (papers' "R@k")
+    R-precision = (match_1 + ... + match_R) / R
+    MAP@R       = (1 / R) * sum_{i=1..R} P(i) * match_i,  P(i) = (match_1 + ... + match_i) / i
+
+and each number is averaged over the queries.  R-precision and MAP@R are
+the ones of Musgrave, Belongie, Lim, "A Metric Learning Reality Check"
+(ECCV 2020): MAP@R is 1 only when the R same-class items are the R nearest
+neighbours, and it rewards putting them early, unlike recall@k which is
+already 1 when one same-class item sneaks into the top k.
+
+Two modes:
+
+* leave-one-out (no gallery given): every embedding is a query against all
+  the *others*.  The query is removed from its own neighbour list by its
+  *index*, not by its distance: an exact duplicate of the query is a real
+  neighbour at distance 0 and counts.
+* query / gallery: queries are searched in a separate gallery (for example
+  unseen classes: "train on some classes, retrieve the others").
+
+Queries without any same-class item in the gallery (R = 0: a class with
+one member in leave-one-out, or a class missing from the gallery) cannot
+be answered well or badly.  They are left out of *every* average, as
+pytorch-metric-learning's AccuracyCalculator does, so that all metrics are
+averaged over the same queries; ``num_queries`` in the result says how
+many queries were scored.  If no query can be scored, the metrics are NaN.
+
+The search is exact and processed in chunks of queries, so a 70,000 x
+70,000 evaluation never holds the whole distance matrix: one chunk's
+[chunk, G] block of distances at a time.  Equal distances are broken by
+gallery index (the lower index ranks first), so results are deterministic.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+
+METRICS = ("euclidean", "squared_euclidean", "cosine")
+
+# Default chunk size: as many queries as keep one [chunk, G] float32 block
+# of distances near 2**25 entries (128 MiB).
+_BLOCK_ENTRIES = 2**25
+
+
+# ---------------------------------------------------------------------------
+# public API
+# ---------------------------------------------------------------------------
+def evaluate(embeddings, labels, gallery_embeddings=None, gallery_labels=None,
+             ks=(1, 5, 10), metric="euclidean", chunk_size=None):
+    """Precision@1, recall@k, R-precision and MAP@R of a set of embeddings.
+
+    Args:
+      embeddings: [N, D] query embeddings (NumPy array, list or tensor).
+      labels: [N] (or Keras' [N, 1]) class labels of the queries.
+      gallery_embeddings, gallery_labels: [G, D] and [G] gallery to search.
+        Leave both as None for leave-one-out on ``embeddings`` itself.
+      ks: the k of recall@k (an int or a sequence of ints >= 1, each at most
+        the number of neighbours a query has: G, or N - 1 in leave-one-out).
+      metric: ``"euclidean"``, ``"squared_euclidean"`` (same ranking) or
+        ``"cosine"`` (1 - cosine similarity).
+      chunk_size: queries per block of distances; None picks a size that
+        keeps a block near 2**25 floats.
+
+    Returns:
+      A dict of plain Python numbers::
+
+        {"precision_at_1": float, "recall_at_k": {k: float, ...},
+         "r_precision": float, "map_at_r": float, "num_queries": int}
+
+      where ``num_queries`` is the number of queries with R >= 1, the ones
+      the averages run over (see the module docstring).
+    """
+    queries, gallery, leave_one_out = _query_and_gallery(embeddings, gallery_embeddings)
+    query_labels = _as_labels(labels, len(queries), "labels", "embeddings")
+    if leave_one_out:
+        if gallery_labels is not None:
+            raise ValueError("`gallery_labels` was given without `gallery_embeddings`.")
+        gallery_labels = query_labels
+    else:
+        if gallery_labels is None:
+            raise ValueError("`gallery_labels` is required when `gallery_embeddings` is given.")
+        gallery_labels = _as_labels(gallery_labels, len(gallery), "gallery_labels",
+                                    "gallery_embeddings")
+    ks = _as_ks(ks, len(gallery) - leave_one_out)
+    _check_metric(metric)
+
+    query_classes, gallery_classes = _encode_labels(query_labels, gallery_labels)
+    r = np.bincount(gallery_classes, minlength=query_classes.max() + 1)[query_classes]
+    r = r - leave_one_out  # leave-one-out: the query is not its own neighbour
+
+    totals = {"precision_at_1": 0.0, "r_precision": 0.0, "map_at_r": 0.0}
+    recall_totals = {k: 0.0 for k in ks}
+    for rows, neighbours, _ in _search(queries, gallery, metric, leave_one_out, chunk_size,
+                                       n_neighbours=lambda rows: max(ks[-1], r[rows].max())):
+        matches = gallery_classes[neighbours] == query_classes[rows, None]
+        scored = r[rows] >= 1
+        scores = _query_scores(matches[scored], r[rows][scored], ks)
+        for name in totals:
+            totals[name] += float(scores[name].sum())
+        for k in ks:
+            recall_totals[k] += float(scores["recall_at_k"][k].sum())
+
+    n = int((r >= 1).sum())
+    if n == 0:
+        warnings.warn("No query has a same-class item in the gallery (R = 0 for all): "
+                      "the retrieval metrics are NaN.", RuntimeWarning, stacklevel=2)
+    mean = (lambda total: total / n) if n else (lambda total: float("nan"))
+    return {
+        "precision_at_1": mean(totals["precision_at_1"]),
+        "recall_at_k": {k: mean(recall_totals[k]) for k in ks},
+        "r_precision": mean(totals["r_precision"]),
+        "map_at_r": mean(totals["map_at_r"]),
+        "num_queries": n,
+    }
+
+
+def nearest(query_embeddings, gallery_embeddings, k, metric="euclidean",
+            exclude_self=False, chunk_size=None):
+    """The k nearest gallery items of every query, closest first.
+
+    Args:
+      query_embeddings: [Q, D]; gallery_embeddings: [G, D].
+      k: neighbours per query, 1 <= k <= G (G - 1 with ``exclude_self``).
+      metric: one of :data:`METRICS`.
+      exclude_self: the queries *are* the gallery (Q == G, query i is
+        gallery item i): leave item i out of query i's neighbours (by index,
+        so exact duplicates of the query still appear).
+      chunk_size: queries per block of distances (None: automatic).
+
+    Returns:
+      ``(indices, distances)``: int64 [Q, k] gallery indices and float32
+      [Q, k] distances in ``metric``, sorted by distance, ties by index.
+
+    >>> idx, dist = nearest([[0.0], [2.9]], [[0.0], [1.0], [3.0]], k=2)
+    >>> idx.tolist(), dist.round(2).tolist()
+    ([[0, 1], [2, 1]], [[0.0, 1.0], [0.1, 1.9]])
+    """
+    queries, gallery, _ = _query_and_gallery(query_embeddings, gallery_embeddings,
+                                             "query_embeddings")
+    if exclude_self and queries.shape != gallery.shape:
+        raise ValueError(
+            "`exclude_self=True` means query i is gallery item i, so `query_embeddings` and "
+            f"`gallery_embeddings` must have the same shape: got {queries.shape} and "
+            f"{gallery.shape}.")
+    (k,) = _as_ks(k, len(gallery) - bool(exclude_self), name="k")
+    _check_metric(metric)
+
+    indices = np.empty((len(queries), k), dtype=np.int64)
+    distances = np.empty((len(queries), k), dtype=np.float32)
+    for rows, neighbours, block in _search(queries, gallery, metric, bool(exclude_self),
+                                           chunk_size, n_neighbours=lambda rows: k):
+        indices[rows] = neighbours
+        distances[rows] = np.take_along_axis(block, neighbours, axis=1)
+    if metric == "euclidean":
+        np.sqrt(distances, out=distances)  # blocks hold squared distances
+    return indices, distances
+
+
+# ---------------------------------------------------------------------------
+# the per-query metrics
+# ---------------------------------------------------------------------------
+def _query_scores(matches, r, ks):
+    """Per-query metrics from the ranked neighbour list.
+
+    ``matches[i, j]`` is True when the (j+1)-th neighbour of query i has the
+    query's label; every row holds at least max(ks) and R_i neighbours, and
+    every R_i >= 1.
+    """
+    rank = np.arange(1, matches.shape[1] + 1)                   # i = 1, 2, ...
+    hits_in_top_r = matches & (rank <= r[:, None])              # match_i for i <= R
+    precision_at_rank = np.cumsum(matches, axis=1) / rank       # P(i)
+    return {
+        "precision_at_1": matches[:, 0],
+        "recall_at_k": {k: matches[:, :k].any(axis=1) for k in ks},
+        "r_precision": hits_in_top_r.sum(axis=1) / r,
+        "map_at_r": (precision_at_rank * hits_in_top_r).sum(axis=1) / r,
+    }
+
+
+# ---------------------------------------------------------------------------
+# exact, chunked nearest-neighbour search
+# ---------------------------------------------------------------------------
+def _search(queries, gallery, metric, leave_one_out, chunk_size, n_neighbours):
+    """Yield ``(rows, neighbours, block)`` chunk by chunk.
+
+    ``rows`` is the slice of queries in the chunk, ``block`` their [chunk, G]
+    distances (squared for the Euclidean metrics) and ``neighbours`` the
+    gallery indices of their ``n_neighbours(rows)`` nearest items, sorted by
+    (distance, index).  With ``leave_one_out`` query i is gallery item i and
+    is given distance +inf, so it ranks after every other item.
+    """
+    chunk_size = _as_chunk_size(chunk_size, len(gallery))
+    q, g, q_ids, g_ids = _prepare(queries, gallery, metric)
+    g_sq_norms = np.einsum("ij,ij->i", g, g)
+    for start in range(0, len(q), chunk_size):
+        rows = slice(start, min(start + chunk_size, len(q)))
+        block = _distance_block(q[rows], g, g_sq_norms, metric)
+        if g_ids is not None:  # exactly equal vectors: distance exactly 0
+            block[q_ids[rows, None] == g_ids[None, :]] = 0.0
+        if leave_one_out:
+            n = block.shape[0]
+            block[np.arange(n), np.arange(start, start + n)] = np.inf
+        yield rows, _smallest_k(block, n_neighbours(rows)), block
+
+
+def _prepare(queries, gallery, metric):
+    """Vectors ready for the distance blocks, and duplicate ids.
+
+    Euclidean: both sets are shifted by a coordinate-wise median of the
+    gallery.  Distances do not change, but the rounding error of the
+    expansion in :func:`_distance_block` shrinks with the vectors' norms.
+    The shift is made of gallery values, so data on a grid (integers) stay
+    on it and their distances, ties included, stay exact.  Cosine:
+    rows are L2-normalised like ``tf.math.l2_normalize`` (a zero vector
+    stays zero, so its cosine distance to everything is 1).
+
+    ``q_ids``/``g_ids`` give equal rows the same id, or are None when no
+    query row equals a gallery row (other than itself, in leave-one-out).
+    """
+    if queries is gallery:
+        n_unique, ids = _row_ids(gallery)
+        q_ids = g_ids = ids
+        has_duplicates = n_unique < len(gallery)
+    else:
+        _, ids = _row_ids(np.concatenate([queries, gallery]))
+        q_ids, g_ids = ids[:len(queries)], ids[len(queries):]
+        has_duplicates = np.intersect1d(q_ids, g_ids).size > 0
+    if metric == "cosine":
+        queries, gallery = _l2_normalize(queries), _l2_normalize(gallery)
+    else:
+        centre = np.quantile(gallery, 0.5, axis=0, method="lower")
+        queries, gallery = queries - centre, gallery - centre
+    if not has_duplicates:
+        q_ids = g_ids = None
+    return queries, gallery, q_ids, g_ids
+
+
+def _row_ids(x):
+    """Integer ids with ids[i] == ids[j] iff rows i and j are equal."""
+    unique, ids = np.unique(x + np.float32(0.0), axis=0, return_inverse=True)  # -0.0 -> 0.0
+    return len(unique), ids.reshape(-1)
+
+
+def _l2_normalize(x, epsilon=1e-12):
+    squared_norms = np.einsum("ij,ij->i", x, x)
+    return x / np.sqrt(np.maximum(squared_norms, epsilon))[:, None]
+
+
+def _distance_block(q, g, g_sq_norms, metric):
+    """[len(q), len(g)] float32 distances used for ranking.
+
+    Euclidean metrics: the squared distance by the expansion
+    ``||a - b||^2 = ||a||^2 + ||b||^2 - 2 a.b`` (one matrix product),
+    clamped at 0 against rounding; ``"euclidean"`` ranks by it too, since
+    sqrt keeps the order (and could only merge nearby values into ties).
+    Cosine: ``1 - a.b`` on normalised rows, clamped at 0.
+    """
+    block = q @ g.T
+    if metric == "cosine":
+        np.subtract(1.0, block, out=block)
+    else:
+        block *= -2.0
+        block += np.einsum("ij,ij->i", q, q)[:, None]
+        block += g_sq_norms[None, :]
+    return np.maximum(block, 0.0, out=block)
+
+
+def _smallest_k(block, k):
+    """Column indices of the k smallest entries of every row, sorted.
+
+    Order: by value, equal values by column index.  ``np.argpartition``
+    alone would pick an arbitrary subset of the values tied with the k-th
+    smallest, so the selection is done by hand in O(G) per row:
+    every entry below the k-th smallest value, plus the lowest-index
+    entries equal to it until there are k.
+    """
+    n_rows, n_cols = block.shape
+    if k >= n_cols:
+        columns = np.broadcast_to(np.arange(n_cols), block.shape)
+    else:
+        kth_value = np.partition(block, k - 1, axis=1)[:, k - 1, None]
+        keep = block < kth_value
+        tied = block == kth_value
+        n_tied_needed = k - keep.sum(axis=1)
+        too_many = tied.sum(axis=1) > n_tied_needed
+        if too_many.any():  # keep only the first ties, in column order
+            sub = tied[too_many]
+            sub &= np.cumsum(sub, axis=1) <= n_tied_needed[too_many, None]
+            tied[too_many] = sub
+        keep |= tied
+        columns = np.nonzero(keep)[1].reshape(n_rows, k)  # ascending per row
+    values = np.take_along_axis(block, columns, axis=1)
+    order = np.argsort(values, axis=1, kind="stable")  # stable: ties stay by index
+    return np.take_along_axis(columns, order, axis=1).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------
+# input checks
+# ---------------------------------------------------------------------------
+def _query_and_gallery(embeddings, gallery_embeddings, name="embeddings"):
+    """(queries, gallery, leave_one_out) as float32 [N, D] / [G, D] arrays."""
+    queries = _as_embeddings(embeddings, name)
+    if gallery_embeddings is None:
+        return queries, queries, True
+    gallery = _as_embeddings(gallery_embeddings, "gallery_embeddings")
+    if gallery.shape[1] != queries.shape[1]:
+        raise ValueError(
+            f"`gallery_embeddings` must have the same dimension as `{name}`: got "
+            f"{gallery.shape[1]} and {queries.shape[1]}.")
+    return queries, gallery, False
+
+
+def _as_embeddings(x, name):
+    try:
+        x = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"`{name}` must be a numeric [N, D] array: {error}") from None
+    if x.ndim != 2:
+        raise ValueError(f"`{name}` must be rank 2 [N, D], got shape {x.shape}.")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"`{name}` must be non-empty, got shape {x.shape}.")
+    if not np.isfinite(x).all():
+        raise ValueError(f"`{name}` contains NaN or infinite values.")
+    return x
+
+
+def _as_labels(labels, n, name, embeddings_name):
+    """Labels as a 1-D array; Keras' (N, 1) is accepted."""
+    y = np.asarray(labels)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"`{name}` must be shaped (N,) or (N, 1), got shape {y.shape}.")
+    if len(y) != n:
+        raise ValueError(f"`{name}` and `{embeddings_name}` must have the same length: "
+                         f"got {len(y)} labels for {n} embeddings.")
+    return y
+
+
+def _encode_labels(query_labels, gallery_labels):
+    """Class ids 0..C-1 shared by the query and gallery labels."""
+    _, codes = np.unique(np.concatenate([query_labels, gallery_labels]), return_inverse=True)
+    codes = codes.reshape(-1)
+    return codes[:len(query_labels)], codes[len(query_labels):]
+
+
+def _as_ks(ks, n_candidates, name="ks"):
+    """Sorted unique ints in [1, n_candidates] (the neighbours a query has)."""
+    values = [ks] if isinstance(ks, numbers.Number) else list(ks)
+    if not values:
+        raise ValueError(f"`{name}` must hold at least one k.")
+    for k in values:
+        if not isinstance(k, numbers.Integral) or isinstance(k, bool):
+            raise ValueError(f"`{name}` must be integers, got {k!r}.")
+        if k < 1:
+            raise ValueError(f"`{name}` must be >= 1, got {k}.")
+        if k > n_candidates:
+            raise ValueError(f"`{name}`: k={k} is larger than the {n_candidates} gallery "
+                             "items a query can be matched with.")
+    return sorted({int(k) for k in values})
+
+
+def _check_metric(metric):
+    if metric not in METRICS:
+        raise ValueError(f"Unknown metric={metric!r}: expected one of "
+                         f"{', '.join(map(repr, METRICS))}.")
+
+
+def _as_chunk_size(chunk_size, n_gallery):
+    if chunk_size is None:
+        return max(1, _BLOCK_ENTRIES // n_gallery)
+    if not isinstance(chunk_size, numbers.Integral) or isinstance(chunk_size, bool) \
+            or chunk_size < 1:
+        raise ValueError(f"`chunk_size` must be an integer >= 1, got {chunk_size!r}.")
+    return int(chunk_size)

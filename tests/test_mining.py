@@ -1,0 +1,280 @@
+"""course_lib.mining: masks and triplet miners against the loop reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import reference as ref
+from conftest import all_batches, make_pk_batch, make_random_batch
+
+from course_lib import mining
+from course_lib.distances import pairwise_distances
+from course_lib.mining import (
+    Triplets,
+    mine_triplets,
+    mine_triplets_from_distances,
+    negative_mask,
+    positive_mask,
+)
+
+STRATEGIES = ref.STRATEGIES
+
+
+def as_list(triplets):
+    """Triplets of tensors -> list of (a, p, n) python ints, checking types."""
+    assert isinstance(triplets, Triplets)
+    assert triplets._fields == ("anchor", "positive", "negative")
+    for t in triplets:
+        assert isinstance(t, tf.Tensor)
+        assert t.dtype == tf.int32
+        assert t.shape.rank == 1
+    a, p, n = (t.numpy().tolist() for t in triplets)
+    assert len(a) == len(p) == len(n)
+    return list(zip(a, p, n))
+
+
+def test_strategies_constant():
+    assert tuple(mining.STRATEGIES) == ("all", "hard", "semi-hard")
+
+
+# ---------------------------------------------------------------------------
+# masks
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("labels, x", all_batches())
+def test_masks_match_reference(labels, x):
+    pos, neg = positive_mask(labels), negative_mask(labels)
+    assert pos.dtype == tf.bool and neg.dtype == tf.bool
+    np.testing.assert_array_equal(pos.numpy(), ref.positive_mask(labels))
+    np.testing.assert_array_equal(neg.numpy(), ref.negative_mask(labels))
+
+
+def test_masks_by_hand():
+    labels = np.array([5, 2, 5, 5])
+    pos = np.array([
+        [0, 0, 1, 1],
+        [0, 0, 0, 0],
+        [1, 0, 0, 1],
+        [1, 0, 1, 0],
+    ], bool)
+    neg = np.array([
+        [0, 1, 0, 0],
+        [1, 0, 1, 1],
+        [0, 1, 0, 0],
+        [0, 1, 0, 0],
+    ], bool)
+    np.testing.assert_array_equal(positive_mask(labels).numpy(), pos)
+    np.testing.assert_array_equal(negative_mask(labels).numpy(), neg)
+
+
+@pytest.mark.parametrize("variant", ["column", "float", "float_column", "tensor"])
+def test_masks_accept_keras_and_float_labels(variant):
+    labels = np.array([3, 1, 3, 0, 1, 3], np.int32)
+    v = {
+        "column": labels[:, None],
+        "float": labels.astype(np.float32),
+        "float_column": labels.astype(np.float32)[:, None],
+        "tensor": tf.constant(labels[:, None], tf.int64),
+    }[variant]
+    np.testing.assert_array_equal(positive_mask(v).numpy(), ref.positive_mask(labels))
+    np.testing.assert_array_equal(negative_mask(v).numpy(), ref.negative_mask(labels))
+
+
+# ---------------------------------------------------------------------------
+# miners against the reference (tie-free random data)
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("metric", ref.METRICS)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("labels, x", all_batches())
+def test_mine_triplets_matches_reference(labels, x, strategy, metric):
+    got = as_list(mine_triplets(labels, x, strategy=strategy, metric=metric))
+    assert got == ref.mine_triplets(labels, x, strategy, metric)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("seed", range(4))
+def test_mine_from_distances_matches_reference(strategy, seed):
+    # An arbitrary symmetric matrix with zero diagonal: semi-hard's fallback
+    # (no negative farther than the positive) happens often here.
+    rng = np.random.default_rng(100 + seed)
+    b = 14
+    labels = rng.integers(0, 4, size=b)
+    d = rng.uniform(0.0, 3.0, size=(b, b)).astype(np.float32)
+    d = (d + d.T) / 2
+    np.fill_diagonal(d, 0.0)
+    got = as_list(mine_triplets_from_distances(labels, d, strategy=strategy))
+    assert got == ref.mine_triplets_from_distances(labels, d.astype(np.float64), strategy)
+
+
+@pytest.mark.parametrize("metric", ref.METRICS)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_mine_triplets_equals_mining_its_distances(strategy, metric):
+    labels, x = make_random_batch(16, 4, 5, seed=21)
+    a = as_list(mine_triplets(labels, x, strategy=strategy, metric=metric))
+    d = pairwise_distances(x, metric=metric)
+    b = as_list(mine_triplets_from_distances(labels, d, strategy=strategy))
+    assert a == b
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_triplet_counts_in_pk_batch(strategy):
+    # P x K batch: B = P K anchors, each with K - 1 positives and (P - 1) K negatives.
+    p, k = 4, 3
+    labels, x = make_pk_batch(p, k, 6, seed=22)
+    got = as_list(mine_triplets(labels, x, strategy=strategy))
+    expected = {
+        "all": p * k * (k - 1) * (p - 1) * k,
+        "hard": p * k,
+        "semi-hard": p * k * (k - 1),
+    }[strategy]
+    assert len(got) == expected
+    for a, pp, n in got:
+        assert labels[a] == labels[pp] and a != pp and labels[a] != labels[n]
+
+
+# ---------------------------------------------------------------------------
+# hand-placed points
+# ---------------------------------------------------------------------------
+# On a line: A = x0 = 0 and P = x1 = 1 share class 0; every other point is
+# the only member of its class, so it is never an anchor.
+#   x2 = 0.5 (class 1), x3 = 1.6 (class 2), x4 = 3 (class 3)
+# From A: D(A,P) = 1; negatives at 0.5 (x2), 1.6 (x3), 3 (x4).
+# From P: D(P,A) = 1; negatives at 0.5 (x2), 0.6 (x3), 2 (x4).
+HAND_X = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, 0.0], [1.6, 0.0], [3.0, 0.0]], np.float32)
+HAND_Y = np.array([0, 0, 1, 2, 3])
+
+# A and P = (2, 0) in class 0, negatives x2 = (1, 0) and x3 = (1, 0.5):
+# every negative is closer to A (1 and sqrt(1.25) = 1.118) and to P (the
+# same, by symmetry) than D(A,P) = 2, so semi-hard falls back to the
+# farthest negative, x3, for both anchors.
+FALLBACK_X = np.array([[0.0, 0.0], [2.0, 0.0], [1.0, 0.0], [1.0, 0.5]], np.float32)
+FALLBACK_Y = np.array([0, 0, 1, 2])
+
+
+def test_hand_semi_hard():
+    # A: the closest negative farther than 1 is x3 (1.6), not x2 (0.5, too
+    #    close: a hard negative) nor x4 (3, farther).
+    # P: x2 at 0.5 and x3 at 0.6 are both closer than A, x4 at 2 is farther.
+    got = as_list(mine_triplets(HAND_Y, HAND_X, strategy="semi-hard"))
+    assert got == [(0, 1, 3), (1, 0, 4)]
+
+
+def test_hand_semi_hard_fallback_is_farthest_negative():
+    got = as_list(mine_triplets(FALLBACK_Y, FALLBACK_X, strategy="semi-hard"))
+    assert got == [(0, 1, 3), (1, 0, 3)]
+    # hard mining takes the closest negative instead: x2 at distance 1
+    got = as_list(mine_triplets(FALLBACK_Y, FALLBACK_X, strategy="hard"))
+    assert got == [(0, 1, 2), (1, 0, 2)]
+
+
+def test_hand_hard():
+    # closest negative: x2 from both A (0.5) and P (0.5 < 0.6 of x3)
+    got = as_list(mine_triplets(HAND_Y, HAND_X, strategy="hard"))
+    assert got == [(0, 1, 2), (1, 0, 2)]
+
+
+def test_hand_hard_farthest_positive():
+    # class 0: x0 = 0, x1 = 1, x2 = 4; class 1: x3 = 2
+    # anchor 0: positives at 1 and 4 -> x2; anchor 1: at 1 and 3 -> x2;
+    # anchor 2: at 4 and 3 -> x0.  Anchor 3 has no positive.
+    x = np.array([[0.0], [1.0], [4.0], [2.0]], np.float32)
+    y = np.array([0, 0, 0, 1])
+    got = as_list(mine_triplets(y, x, strategy="hard"))
+    assert got == [(0, 2, 3), (1, 2, 3), (2, 0, 3)]
+
+
+def test_hand_all_is_lexicographic():
+    got = as_list(mine_triplets(HAND_Y, HAND_X, strategy="all"))
+    assert got == [(0, 1, 2), (0, 1, 3), (0, 1, 4), (1, 0, 2), (1, 0, 3), (1, 0, 4)]
+
+
+def test_semi_hard_uses_strict_inequality():
+    # Distances given directly: for anchor 0, D(0,1) = 1 and negative 2 is at
+    # exactly 1 (not farther), negative 3 at 1.5 -> negative 3.  For anchor 1,
+    # D(1,0) = 1, negatives at 2 and 3 -> the closer one, 2.
+    d = np.array([
+        [0.0, 1.0, 1.0, 1.5],
+        [1.0, 0.0, 2.0, 3.0],
+        [1.0, 2.0, 0.0, 1.0],
+        [1.5, 3.0, 1.0, 0.0],
+    ], np.float32)
+    y = np.array([0, 0, 1, 2])
+    got = as_list(mine_triplets_from_distances(y, d, strategy="semi-hard"))
+    assert got == [(0, 1, 3), (1, 0, 2)]
+
+
+# ---------------------------------------------------------------------------
+# degenerate batches and label formats
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("labels", [
+    pytest.param([0, 1, 2, 3], id="no_positive_pair"),
+    pytest.param([4, 4, 4, 4], id="single_class"),
+    pytest.param([7], id="one_sample"),
+    pytest.param([1, 2], id="two_classes_one_each"),
+])
+def test_degenerate_batches_give_no_triplets(strategy, labels):
+    x = np.random.default_rng(0).normal(size=(len(labels), 3)).astype(np.float32)
+    assert as_list(mine_triplets(np.array(labels), x, strategy=strategy)) == []
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_anchor_without_negative_or_positive_is_skipped(strategy):
+    # class 9 is a singleton: never an anchor (no positive), only a negative
+    labels, x = np.array([0, 0, 9, 0]), np.array([[0.0], [1.0], [5.0], [2.5]], np.float32)
+    got = as_list(mine_triplets(labels, x, strategy=strategy))
+    assert got == ref.mine_triplets(labels, x, strategy)
+    assert all(a != 2 for a, _, _ in got)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("variant", ["column", "float", "float_column", "int64_tensor"])
+def test_label_formats_give_same_triplets(strategy, variant):
+    labels, x = make_random_batch(12, 3, 4, seed=23)
+    v = {
+        "column": labels[:, None],
+        "float": labels.astype(np.float32),
+        "float_column": labels.astype(np.float64)[:, None],
+        "int64_tensor": tf.constant(labels, tf.int64),
+    }[variant]
+    assert as_list(mine_triplets(v, x, strategy=strategy)) == as_list(mine_triplets(labels, x, strategy=strategy))
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_tf_function_with_unknown_batch_size_matches_eager(strategy):
+    labels, x = make_random_batch(13, 3, 4, seed=24)
+    fn = tf.function(
+        lambda y, e: tuple(mine_triplets(y, e, strategy=strategy)),
+        input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([None, None], tf.float32)],
+    )
+    graph = [t.numpy().tolist() for t in fn(labels, x)]
+    eager = [t.numpy().tolist() for t in mine_triplets(labels, x, strategy=strategy)]
+    assert graph == eager
+    # the traced function also handles a batch of another size
+    labels2, x2 = make_random_batch(7, 2, 4, seed=25)
+    graph2 = list(zip(*[t.numpy().tolist() for t in fn(labels2, x2)]))
+    assert graph2 == ref.mine_triplets(labels2, x2, strategy)
+
+
+# ---------------------------------------------------------------------------
+# bad input
+# ---------------------------------------------------------------------------
+def test_unknown_strategy_raises():
+    labels, x = make_pk_batch(2, 2, 3)
+    with pytest.raises(ValueError, match="strategy|mining"):
+        mine_triplets(labels, x, strategy="semihard")
+    with pytest.raises(ValueError, match="strategy|mining"):
+        mine_triplets_from_distances(labels, pairwise_distances(x), strategy="easy")
+
+
+def test_unknown_metric_raises():
+    labels, x = make_pk_batch(2, 2, 3)
+    with pytest.raises(ValueError, match="metric"):
+        mine_triplets(labels, x, strategy="hard", metric="l1")
+
+
+def test_labels_length_mismatch_raises():
+    _, x = make_pk_batch(2, 2, 3)
+    with pytest.raises(ValueError, match="labels|embeddings"):
+        mine_triplets(np.array([0, 1, 0]), x, strategy="hard")
