@@ -96,37 +96,48 @@ def positive_rounds(pos):
     return tf.where(pos, rank, -1)
 
 
+def positive_of_round(pos_count_so_far, r):
+    """[B] index of each anchor's r-th positive (``pos_count_so_far`` = cumsum of pos).
+
+    It is the number of leading columns holding fewer than r + 1 positives:
+    a compare and a sum, cheaper than an argmax over a one-hot row.
+    """
+    return tf.reduce_sum(tf.cast(pos_count_so_far <= r, tf.int32), axis=1)
+
+
 def semi_hard_negatives(distances, pos, neg):
     """[B, B] int32: for each positive pair (a, p), the index of its semi-hard negative.
 
     n(a, p) = argmin { D(a, n) : n negative of a, D(a, n) > D(a, p) }, or the
     farthest negative of a when no negative is farther than p. Entries that
     are not positive pairs, or whose anchor has no negative, are meaningless.
-    Ties go to the lowest index. Runs one [B, B] pass per positive round.
+    Ties go to the lowest index. One [B, B] pass per positive round:
+    O(B^2 K) time and O(B^2) memory for a P x K batch.
     """
     distances = tf.stop_gradient(distances)
+    batch = tf.shape(distances)[0]
     inf = tf.constant(float("inf"), distances.dtype)
     neg_distances = tf.where(neg, distances, inf)
     fallback = farthest_negatives(distances, neg)
-    rounds = positive_rounds(pos)
-    num_rounds = tf.reduce_max(rounds) + 1
+    count_so_far = tf.cumsum(tf.cast(pos, tf.int32), axis=1)
+    num_rounds = tf.reduce_max(count_so_far[:, -1:])
 
-    def one_round(r, result):
-        in_round = tf.equal(rounds, r)  # [B, B], at most one True per row
-        p = tf.argmax(tf.cast(in_round, tf.int32), axis=1, output_type=tf.int32)
-        d_ap = tf.gather(distances, p, batch_dims=1)  # [B]
+    def one_round(r, by_round):
+        p = positive_of_round(count_so_far, r)
+        d_ap = tf.gather(distances, tf.minimum(p, batch - 1), batch_dims=1)  # [B]
         farther = tf.where(neg_distances > d_ap[:, None], neg_distances, inf)
         n = tf.argmin(farther, axis=1, output_type=tf.int32)
-        n = tf.where(tf.reduce_min(farther, axis=1) < inf, n, fallback)
-        return r + 1, tf.where(in_round, n[:, None], result)
+        n = tf.where(tf.gather(farther, n, batch_dims=1) < inf, n, fallback)
+        return r + 1, tf.tensor_scatter_nd_update(by_round, [[r]], n[None, :])
 
-    _, result = tf.while_loop(
+    _, by_round = tf.while_loop(  # by_round[r, a]: negative for a's r-th positive
         lambda r, _: r < num_rounds,
         one_round,
-        (tf.constant(0), tf.zeros_like(rounds)),
-        maximum_iterations=tf.shape(distances)[0],
+        (tf.constant(0), tf.zeros([batch, batch], tf.int32)),
+        maximum_iterations=batch,
     )
-    return result
+    rank = tf.maximum(count_so_far - 1, 0)  # round of pair (a, p)
+    return tf.gather(tf.transpose(by_round), rank, batch_dims=1)
 
 
 # ------------------------------------------------------- index-triplet miners
