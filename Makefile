@@ -1,0 +1,40 @@
+# Two commands do all set-up on a fresh machine with Python 3.11+ and make:
+#   make lab    create .venv, install, open JupyterLab on the first lesson
+#   make test   create/update .venv, run every test (library, lessons, browser)
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+FIRST_LESSON := notebooks/00_tour.ipynb
+
+.PHONY: lab test install benchmark data clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstall only when the dependency files change: a second `make` is instant.
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[lessons,test]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name course-lib --display-name "Python (course_lib)" >/dev/null
+	@touch $@
+
+install: $(STAMP)
+
+lab: install
+	$(BIN)/jupyter lab $(FIRST_LESSON)
+
+test: install
+	$(BIN)/python -m pytest
+
+benchmark: install
+	$(BIN)/python benchmarks/losses.py
+	$(BIN)/python benchmarks/training.py
+
+data: install
+	$(BIN)/python scripts/build_data.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis
