@@ -1,0 +1,156 @@
+"""Plotly drawing primitives shared by the lessons' figures.
+
+Pure functions: data in, ``go.Figure`` out. The lesson-specific pictures
+(``course_lib.demos``) and the command line build on them; embedding
+scatter plots of real data live in :mod:`course_lib.projection`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from course_lib.projection import project
+
+#: One colour per class (plotly's D3 palette), the same in every figure.
+CLASS_COLORS = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+)
+POSITIVE_COLOR = "#2ca02c"
+NEGATIVE_COLOR = "#d62728"
+
+
+def class_color(label):
+    return CLASS_COLORS[int(label) % len(CLASS_COLORS)]
+
+
+def points_figure(points, labels, class_names=None, title=None, size=9):
+    """2-D points coloured by class, one legend entry per class, equal axes."""
+    points, labels = np.asarray(points), np.asarray(labels).reshape(-1)
+    fig = go.Figure()
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        name = class_names[int(label)] if class_names is not None else f"class {label}"
+        fig.add_trace(go.Scatter(
+            x=points[rows, 0], y=points[rows, 1], mode="markers", name=name,
+            marker=dict(size=size, color=class_color(label), line=dict(width=1, color="white")),
+            customdata=rows, hovertemplate="point %{customdata}<extra>" + name + "</extra>",
+        ))
+    fig.update_layout(title=title, template="plotly_white", height=460,
+                      margin=dict(l=20, r=20, t=50, b=20))
+    fig.update_yaxes(scaleanchor="x", scaleratio=1)
+    return fig
+
+
+def add_triplets(fig, points, triplets, max_triplets=200, opacity=0.5):
+    """Draw triplets (anchor, positive, negative) as lines: a-p green, a-n red.
+
+    ``triplets`` is a :class:`course_lib.mining.Triplets` (or 3 index arrays).
+    Only the first ``max_triplets`` are drawn, to keep the figure legible.
+    """
+    points = np.asarray(points)
+    a, p, n = (np.asarray(t)[:max_triplets] for t in triplets)
+    for ends, color, name in ((p, POSITIVE_COLOR, "anchor-positive"), (n, NEGATIVE_COLOR, "anchor-negative")):
+        xs, ys = _segments(points[a], points[ends])
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, opacity=opacity,
+                                 line=dict(color=color, width=1.5), hoverinfo="skip"))
+    return fig
+
+
+def _segments(starts, ends):
+    """x and y lists for many line segments in one trace (None breaks the line)."""
+    xs = np.stack([starts[:, 0], ends[:, 0], np.full(len(starts), np.nan)], 1).ravel()
+    ys = np.stack([starts[:, 1], ends[:, 1], np.full(len(starts), np.nan)], 1).ravel()
+    return [None if np.isnan(v) else float(v) for v in xs], [None if np.isnan(v) else float(v) for v in ys]
+
+
+def add_arrows(fig, starts, vectors, color="black", name="gradient", scale=1.0):
+    """Arrows from ``starts`` along ``vectors`` (e.g. minus the gradient: where points move)."""
+    starts = np.asarray(starts, dtype=float)
+    ends = starts + scale * np.asarray(vectors, dtype=float)
+    xs, ys = _segments(starts, ends)
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, line=dict(color=color, width=2),
+                             hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=ends[:, 0], y=ends[:, 1], mode="markers", showlegend=False,
+                             marker=dict(symbol="arrow", angleref="previous", size=10, color=color),
+                             hoverinfo="skip"))
+    return fig
+
+
+def add_circle(fig, center, radius, color="gray", dash="dash", name=None):
+    """A circle (e.g. a margin around an anchor) as a layout shape."""
+    cx, cy = center
+    fig.add_shape(type="circle", x0=cx - radius, y0=cy - radius, x1=cx + radius, y1=cy + radius,
+                  line=dict(color=color, dash=dash), name=name)
+    return fig
+
+
+def image_grid(images, titles=None, columns=8, height_per_row=110, title=None, highlight=None):
+    """uint8 images [N, 28, 28] in a grid; ``highlight`` = per-image colour of the title or None."""
+    images = np.asarray(images)
+    rows = max(1, int(np.ceil(len(images) / columns)))
+    titles = list(titles) if titles is not None else [""] * len(images)
+    if highlight is not None:
+        titles = [f"<span style='color:{c}'>{t}</span>" if c else t for t, c in zip(titles, highlight)]
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=titles + [""] * (rows * columns - len(titles)),
+                        horizontal_spacing=0.01, vertical_spacing=0.08 / rows)
+    for i, image in enumerate(images):
+        rgb = np.repeat(255 - image[..., None], 3, axis=-1)  # dark ink on white
+        fig.add_trace(go.Image(z=rgb, hoverinfo="skip"), row=i // columns + 1, col=i % columns + 1)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_annotations(font_size=10)
+    fig.update_layout(title=title, height=60 + rows * height_per_row, margin=dict(l=10, r=10, t=60, b=10),
+                      template="plotly_white")
+    return fig
+
+
+def learning_curves(histories, fields=("loss", "active_fraction", "precision_at_1")):
+    """One panel per field, one line per run: ``histories`` maps a run name to a History."""
+    fig = make_subplots(rows=1, cols=len(fields), subplot_titles=[f.replace("_", " ") for f in fields])
+    for i, (name, history) in enumerate(histories.items()):
+        color = CLASS_COLORS[i % len(CLASS_COLORS)]
+        for col, field in enumerate(fields, start=1):
+            values = history[field]
+            fig.add_trace(go.Scatter(x=list(range(1, len(values) + 1)), y=values, name=name,
+                                     legendgroup=name, showlegend=col == 1, line=dict(color=color)),
+                          row=1, col=col)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(template="plotly_white", height=330, margin=dict(l=40, r=20, t=60, b=40))
+    return fig
+
+
+def embedding_animation(snapshots, labels, class_names=None, title="Embedding during training"):
+    """Animate 2-D PCA views of embedding snapshots (before training, then each epoch).
+
+    One PCA is fitted on all snapshots together, so the axes stay fixed and
+    the motion is the embedding's, not the projection's.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    stacked = project(np.concatenate(snapshots), method="pca", dim=2)
+    frames_xy = np.split(stacked, len(snapshots))
+    names = [class_names[int(c)] if class_names is not None else str(c) for c in np.unique(labels)]
+
+    def traces(xy):
+        return [go.Scatter(x=xy[labels == c, 0], y=xy[labels == c, 1], mode="markers", name=name,
+                           marker=dict(size=5, color=class_color(c)))
+                for c, name in zip(np.unique(labels), names)]
+
+    frames = [go.Frame(data=traces(xy), name=str(i)) for i, xy in enumerate(frames_xy)]
+    steps = [dict(method="animate", label="start" if i == 0 else f"epoch {i}",
+                  args=[[str(i)], dict(mode="immediate", frame=dict(duration=400, redraw=False))])
+             for i in range(len(frames))]
+    lo, hi = stacked.min(axis=0), stacked.max(axis=0)
+    pad = 0.05 * (hi - lo)
+    fig = go.Figure(data=traces(frames_xy[0]), frames=frames)
+    fig.update_layout(
+        title=title, template="plotly_white", height=520,
+        xaxis=dict(range=[lo[0] - pad[0], hi[0] + pad[0]]), yaxis=dict(range=[lo[1] - pad[1], hi[1] + pad[1]]),
+        updatemenus=[dict(type="buttons", x=0, y=-0.08, xanchor="left", buttons=[
+            dict(label="play", method="animate",
+                 args=[None, dict(frame=dict(duration=500, redraw=False), fromcurrent=True)])])],
+        sliders=[dict(active=0, steps=steps, x=0.12, len=0.88, y=-0.02)],
+    )
+    return fig
