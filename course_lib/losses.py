@@ -94,7 +94,7 @@ def triplet_loss(labels, embeddings, margin=1.0, mining="semi-hard", metric="euc
         return tf.nn.softplus(gap) if soft else tf.nn.relu(gap + margin)
 
     if mining == "all":
-        return _batch_all(d, pos, neg, hinge)
+        return _batch_all(d, pos, neg, hinge, soft)
     has_neg = tf.reduce_any(neg, axis=1)
     mined = tf.stop_gradient(d)
     if mining == "hard":
@@ -116,10 +116,7 @@ def _over_positive_rounds(pos, per_round, num_outputs):
     """
     rounds = miners.positive_rounds(pos)
     num_rounds = tf.reduce_max(rounds) + 1
-    batch = tf.shape(pos, out_type=tf.int64)[0]
-    check = miners.check_triplet_budget(
-        tf.cast(tf.maximum(num_rounds, 0), tf.int64) * batch * batch, "this loss"
-    )
+    check = miners.check_triplet_budget(miners.enumerated_values(pos), "this loss")
 
     def body(r, totals):
         in_round_matrix = tf.equal(rounds, r)
@@ -136,15 +133,20 @@ def _over_positive_rounds(pos, per_round, num_outputs):
     return totals
 
 
-def _batch_all(d, pos, neg, hinge):
-    """Mean of hinge(D(a,p) - D(a,n)) over all valid triplets with a positive loss."""
+def _batch_all(d, pos, neg, hinge, soft):
+    """Mean of hinge(D(a,p) - D(a,n)) over all valid triplets with a positive loss.
+
+    softplus is positive everywhere, so with ``soft`` every valid triplet
+    counts, also one whose softplus underflows to 0 in float32.
+    """
 
     def per_round(p, in_round):
         d_ap = tf.gather(d, p, batch_dims=1)  # [B]
         losses = hinge(d_ap[:, None] - d)  # [B, B]: anchor a, negative n
         valid = tf.cast(neg & in_round[:, None], d.dtype)
         losses = losses * valid
-        return tf.reduce_sum(losses), tf.reduce_sum(tf.cast(losses > 0, d.dtype))
+        counted = valid if soft else tf.cast(losses > 0, d.dtype)
+        return tf.reduce_sum(losses), tf.reduce_sum(counted)
 
     total, active = _over_positive_rounds(pos, per_round, 2)
     return tf.math.divide_no_nan(total, active)
@@ -238,6 +240,16 @@ class _RankingLoss(keras.losses.Loss):
         probe_labels = tf.constant([0, 0, 1, 1])
         type(self)._function(probe_labels, tf.zeros([4, 2]), **options)
         self.options = options
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        # keras.losses.Loss.__call__ would cast y_true to float32, and class ids
+        # above 2**24 would merge; ids are only compared, so keep their dtype.
+        if sample_weight is not None:
+            raise ValueError(
+                f"{type(self).__name__} is a batch-level ranking loss: `sample_weight` is not supported."
+            )
+        with tf.name_scope(self.name):
+            return self.call(y_true, y_pred)
 
     def call(self, y_true, y_pred):
         return type(self)._function(y_true, y_pred, **self.options)

@@ -170,8 +170,8 @@ def mine_triplets_from_distances(labels, distances, strategy="semi-hard"):
         pairs = tf.where(pos & has_neg[:, None])
         negatives = tf.gather_nd(semi_hard_negatives(distances, pos, neg), pairs)
         return _triplets(pairs[:, 0], pairs[:, 1], negatives)
+    check_triplet_budget(enumerated_values(pos), "mining='all'")
     pairs = tf.where(pos)
-    check_triplet_budget(tf.shape(pairs, tf.int64)[0] * tf.shape(y, tf.int64)[0], "mining='all'")
     pair_and_negative = tf.where(tf.gather(neg, pairs[:, 0]))  # [T, 2]: (pair, n)
     chosen = tf.gather(pairs, pair_and_negative[:, 0])
     return _triplets(chosen[:, 0], chosen[:, 1], pair_and_negative[:, 1])
@@ -181,11 +181,22 @@ def _triplets(a, p, n):
     return Triplets(*(tf.cast(t, tf.int32) for t in (a, p, n)))
 
 
+def enumerated_values(pos):
+    """Values an enumeration holds at once: positive rounds x B x B.
+
+    (One [B, B] slice per round of positives; a P x K batch has K - 1 rounds,
+    so this is B^2 (K - 1) >= the number of valid triplets.)
+    """
+    rounds = tf.reduce_max(tf.reduce_sum(tf.cast(pos, tf.int64), axis=1))
+    batch = tf.shape(pos, out_type=tf.int64)[0]
+    return rounds * batch * batch
+
+
 def check_triplet_budget(count, what):
     """Refuse (ValueError eagerly, InvalidArgumentError in a graph) above MAX_TRIPLET_ELEMENTS.
 
-    ``count`` is the number of values a computation would hold at once
-    (e.g. positive pairs x batch size).
+    ``count`` is the number of values a computation would hold at once,
+    :func:`enumerated_values`.
     """
     limit = MAX_TRIPLET_ELEMENTS
     message = (

@@ -51,6 +51,8 @@ import warnings
 
 import numpy as np
 
+__all__ = ["METRICS", "evaluate", "nearest"]
+
 METRICS = ("euclidean", "squared_euclidean", "cosine")
 
 # Default chunk size: as many queries as keep one [chunk, G] float32 block
@@ -104,28 +106,27 @@ def evaluate(embeddings, labels, gallery_embeddings=None, gallery_labels=None,
     r = np.bincount(gallery_classes, minlength=query_classes.max() + 1)[query_classes]
     r = r - leave_one_out  # leave-one-out: the query is not its own neighbour
 
-    totals = {"precision_at_1": 0.0, "r_precision": 0.0, "map_at_r": 0.0}
-    recall_totals = {k: 0.0 for k in ks}
+    # one row per query: P@1, R-precision, MAP@R, recall@k for every k
+    per_query = np.zeros((len(queries), 3 + len(ks)))
     for rows, neighbours, _ in _search(queries, gallery, metric, leave_one_out, chunk_size,
                                        n_neighbours=lambda rows: max(ks[-1], r[rows].max())):
         matches = gallery_classes[neighbours] == query_classes[rows, None]
-        scored = r[rows] >= 1
-        scores = _query_scores(matches[scored], r[rows][scored], ks)
-        for name in totals:
-            totals[name] += float(scores[name].sum())
-        for k in ks:
-            recall_totals[k] += float(scores["recall_at_k"][k].sum())
+        per_query[rows] = _query_scores(matches, np.maximum(r[rows], 1), ks)
 
-    n = int((r >= 1).sum())
+    scored = r >= 1  # queries with R = 0 are left out of every average
+    n = int(scored.sum())
     if n == 0:
         warnings.warn("No query has a same-class item in the gallery (R = 0 for all): "
                       "the retrieval metrics are NaN.", RuntimeWarning, stacklevel=2)
-    mean = (lambda total: total / n) if n else (lambda total: float("nan"))
+        means = [float("nan")] * per_query.shape[1]
+    else:
+        means = per_query[scored].mean(axis=0).tolist()
+    precision_at_1, r_precision, map_at_r, *recalls = means
     return {
-        "precision_at_1": mean(totals["precision_at_1"]),
-        "recall_at_k": {k: mean(recall_totals[k]) for k in ks},
-        "r_precision": mean(totals["r_precision"]),
-        "map_at_r": mean(totals["map_at_r"]),
+        "precision_at_1": precision_at_1,
+        "recall_at_k": dict(zip(ks, recalls)),
+        "r_precision": r_precision,
+        "map_at_r": map_at_r,
         "num_queries": n,
     }
 
@@ -158,6 +159,8 @@ def nearest(query_embeddings, gallery_embeddings, k, metric="euclidean",
             "`exclude_self=True` means query i is gallery item i, so `query_embeddings` and "
             f"`gallery_embeddings` must have the same shape: got {queries.shape} and "
             f"{gallery.shape}.")
+    if not isinstance(k, numbers.Integral):
+        raise ValueError(f"`k` must be an integer, got {k!r}.")
     (k,) = _as_ks(k, len(gallery) - bool(exclude_self), name="k")
     _check_metric(metric)
 
@@ -176,21 +179,26 @@ def nearest(query_embeddings, gallery_embeddings, k, metric="euclidean",
 # the per-query metrics
 # ---------------------------------------------------------------------------
 def _query_scores(matches, r, ks):
-    """Per-query metrics from the ranked neighbour list.
+    """Per-query metrics from the ranked neighbour lists.
 
     ``matches[i, j]`` is True when the (j+1)-th neighbour of query i has the
-    query's label; every row holds at least max(ks) and R_i neighbours, and
-    every R_i >= 1.
+    query's label; every row holds at least max(ks) and R_i >= 1 neighbours.
+    Returns a [queries, 3 + len(ks)] array: columns P@1, R-precision, MAP@R,
+    then recall@k for each k.
     """
-    rank = np.arange(1, matches.shape[1] + 1)                   # i = 1, 2, ...
-    hits_in_top_r = matches & (rank <= r[:, None])              # match_i for i <= R
-    precision_at_rank = np.cumsum(matches, axis=1) / rank       # P(i)
-    return {
-        "precision_at_1": matches[:, 0],
-        "recall_at_k": {k: matches[:, :k].any(axis=1) for k in ks},
-        "r_precision": hits_in_top_r.sum(axis=1) / r,
-        "map_at_r": (precision_at_rank * hits_in_top_r).sum(axis=1) / r,
-    }
+    rank = np.arange(1, matches.shape[1] + 1)          # i = 1, 2, ...
+    hits = np.cumsum(matches, axis=1)                   # match_1 + ... + match_i
+    precision_at_rank = hits / rank                     # P(i)
+    at_r = (np.arange(len(r)), r - 1)                   # the column of rank R
+    # Running sums read at rank R add up ranks 1..R in order, so the result
+    # does not depend on how many neighbours were fetched beyond R.
+    sum_of_precisions = np.cumsum(precision_at_rank * matches, axis=1)[at_r]
+    return np.column_stack([
+        matches[:, 0],                                          # precision@1
+        hits[at_r] / r,                                         # R-precision
+        sum_of_precisions / r,                                  # MAP@R
+        *[matches[:, :k].any(axis=1) for k in ks],              # recall@k
+    ])
 
 
 # ---------------------------------------------------------------------------
