@@ -196,7 +196,8 @@ def check_triplet_budget(count, what):
     """Refuse (ValueError eagerly, InvalidArgumentError in a graph) above MAX_TRIPLET_ELEMENTS.
 
     ``count`` is the number of values a computation would hold at once,
-    :func:`enumerated_values`.
+    :func:`enumerated_values`. Under XLA (``jit_compile=True``) TensorFlow
+    drops runtime assertions, so there the check cannot fire.
     """
     limit = MAX_TRIPLET_ELEMENTS
     message = (
