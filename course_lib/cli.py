@@ -1,0 +1,529 @@
+"""Command line: train an embedding and evaluate it without writing code.
+
+    python -m course_lib train --dataset fashion_mnist --loss triplet --mining semi-hard --epochs 5
+    python -m course_lib evaluate runs/fashion_mnist-triplet-20250101-120000
+    python -m course_lib train --help
+
+``train`` writes everything about a run into one folder (``--out``):
+
+    metrics.json          retrieval metrics on the test split, the settings, per-epoch history
+    model.keras           the trained model: keras.models.load_model("model.keras")
+    embeddings.npy        test embeddings [N, D] (float32) ...
+    labels.npy            ... and their labels [N]
+    embedding.html        interactive plot of the embedding (opens offline in a browser)
+    embeddings.tsv        the same embeddings and labels for the TensorBoard
+    metadata.tsv          Embedding Projector (https://projector.tensorflow.org, "Load")
+
+``evaluate`` recomputes the metrics of a run folder, from the saved model and
+the test split (or, with ``--from-embeddings``, from ``embeddings.npy``).
+
+In Python, ``main(["train", "--epochs", "1"])`` does the same as the command
+line and returns the exit status: 0 done, 1 failed, 2 bad options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+# These lists repeat course_lib's own (tests/test_cli.py checks that they agree).
+# They are written out here so that `--help` answers at once: TensorFlow is
+# imported only when a command runs.
+DATASETS = ("mnist", "fashion_mnist")
+NUM_CLASSES = 10
+LOSSES = ("contrastive", "triplet", "npairs", "angular", "cross_entropy")
+MINING = ("all", "hard", "semi-hard")
+METRICS = ("euclidean", "squared_euclidean", "cosine")
+PROJECTIONS = ("pca", "umap")
+
+# Which losses take each loss option; the other losses refuse it.
+OPTION_LOSSES = {
+    "--mining": ("triplet",),
+    "--soft": ("triplet",),
+    "--margin": ("triplet", "contrastive"),
+    "--metric": ("triplet", "contrastive"),
+    "--alpha": ("angular",),
+    "--l2-reg": ("npairs",),
+    "--embedding-dim": ("contrastive", "triplet", "npairs", "angular"),
+    "--l2-normalize": ("contrastive", "triplet", "npairs", "angular"),
+}
+
+DEFAULT_MARGIN = {"triplet": 0.2, "contrastive": 1.0}
+MONITOR_SIZE = 2000  # test images scored after every epoch while training
+
+FILES = {
+    "metrics.json": "metrics, settings and per-epoch history",
+    "model.keras": "the trained model (keras.models.load_model)",
+    "embeddings.npy": "test embeddings [N, D]",
+    "labels.npy": "their labels [N]",
+    "embedding.html": "interactive plot: open it in a browser",
+    "embeddings.tsv": "for the TensorBoard Embedding Projector:",
+    "metadata.tsv": "  https://projector.tensorflow.org, button Load",
+}
+
+
+# ---------------------------------------------------------------------------
+# entry point
+# ---------------------------------------------------------------------------
+def main(argv=None):
+    """Run ``python -m course_lib ...`` with ``argv`` (default: ``sys.argv[1:]``).
+
+    Returns the exit status: 0 when the command worked, 1 when it failed
+    (say, a missing dataset), 2 for bad options (argparse's convention).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # fewer TensorFlow log lines
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        problem = args.check(args)
+        if problem:
+            args.parser.error(problem)  # prints usage and "error: ...", exits with 2
+    except SystemExit as stop:  # argparse exits after --help (0) and on bad options (2)
+        return stop.code or 0
+    try:
+        return args.run(args)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def build_parser():
+    """The argparse parser, with the subcommands ``train`` and ``evaluate``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m course_lib",
+        description="Train and evaluate embeddings for image retrieval (deep metric learning).",
+        epilog=(
+            "examples:\n"
+            "  python -m course_lib train --loss triplet --mining semi-hard --epochs 5\n"
+            "  python -m course_lib train --dataset mnist --loss contrastive --margin 1.0\n"
+            "  python -m course_lib evaluate runs/fashion_mnist-triplet-20250101-120000\n"
+            "\n"
+            "'python -m course_lib train --help' lists every training option."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_train_command(commands)
+    add_evaluate_command(commands)
+    return parser
+
+
+# ---------------------------------------------------------------------------
+# train: options
+# ---------------------------------------------------------------------------
+def add_train_command(commands):
+    files = "\n".join(f"  {name:<16} {text}" for name, text in FILES.items())
+    parser = commands.add_parser(
+        "train",
+        help="train an embedding network and save the run",
+        description="Train an embedding network on P x K batches and write the run to a folder.",
+        epilog=f"files written to --out:\n{files}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(run=run_train, check=check_train_args, parser=parser)
+
+    group = parser.add_argument_group("data")
+    group.add_argument("--dataset", choices=DATASETS, default="fashion_mnist",
+                       help="dataset (default: fashion_mnist)")
+    group.add_argument("--source", choices=("auto", "bundled", "full"), default="auto",
+                       help="bundled: the small subsets in data/; full: the complete dataset; "
+                            "auto: full when it is on this machine, else bundled (default: auto)")
+
+    group = parser.add_argument_group("loss")
+    group.add_argument("--loss", choices=LOSSES, default="triplet",
+                       help="training loss; cross_entropy is the softmax classifier baseline, "
+                            "whose embedding is its 128-d backbone output (default: triplet)")
+    group.add_argument("--mining", choices=MINING,
+                       help="triplet loss only: which triplets of a batch count "
+                            "(default: semi-hard)")
+    group.add_argument("--soft", action="store_true", default=None,
+                       help="triplet loss only: soft margin softplus(D(a,p) - D(a,n)) "
+                            "instead of [D(a,p) - D(a,n) + m]+ (no --margin then)")
+    group.add_argument("--margin", type=float, metavar="M",
+                       help="margin m > 0 of the triplet and contrastive losses "
+                            "(default: 0.2 for triplet, 1.0 for contrastive)")
+    group.add_argument("--metric", choices=METRICS,
+                       help="distance of the triplet and contrastive losses, also used to "
+                            "score retrieval (default: euclidean)")
+    group.add_argument("--alpha", type=float, metavar="DEGREES",
+                       help="angular loss only: angle alpha in degrees, 0 < alpha < 90 "
+                            "(default: 45)")
+    group.add_argument("--l2-reg", type=float, metavar="WEIGHT",
+                       help="npairs loss only: weight >= 0 of the penalty on the embeddings' "
+                            "squared norms (default: 0.002)")
+
+    group = parser.add_argument_group("model")
+    group.add_argument("--embedding-dim", type=int, metavar="D",
+                       help="size D of the embedding, at least 2 (default: 64)")
+    group.add_argument("--l2-normalize", action=argparse.BooleanOptionalAction,
+                       help="put every embedding on the unit sphere; --no-l2-normalize keeps "
+                            "the raw projection (default: normalize)")
+
+    group = parser.add_argument_group("training")
+    group.add_argument("--epochs", type=int, default=5, metavar="N",
+                       help="number of epochs (default: 5)")
+    group.add_argument("--classes-per-batch", type=int, default=8, metavar="P",
+                       help=f"P, classes in each batch, 2 to {NUM_CLASSES} (default: 8)")
+    group.add_argument("--samples-per-class", type=int, default=8, metavar="K",
+                       help="K, images of each class in each batch, at least 2 (default: 8)")
+    group.add_argument("--steps-per-epoch", type=int, metavar="N",
+                       help="batches per epoch (default: one pass over the training images)")
+    group.add_argument("--learning-rate", type=float, default=1e-3, metavar="LR",
+                       help="Adam's learning rate (default: 0.001)")
+    group.add_argument("--seed", type=int, default=0, metavar="N",
+                       help="seed of the weights, the batches and the plot (default: 0)")
+
+    group = parser.add_argument_group("output")
+    group.add_argument("--out", metavar="DIR",
+                       help="folder for the run's files "
+                            "(default: runs/<dataset>-<loss>-<date>-<time>)")
+    group.add_argument("--projection", choices=PROJECTIONS, default="pca",
+                       help="how embedding.html projects the embedding to 2-D: pca (fast) or "
+                            "umap (clearer clusters, ~10 s more) (default: pca)")
+    group.add_argument("--plot-points", type=int, default=2000, metavar="N",
+                       help="test images shown in embedding.html (default: 2000)")
+    group.add_argument("--eval-limit", type=int, metavar="N",
+                       help="score a random subset of N test images, for quick trials "
+                            "(default: the whole test split)")
+
+
+def check_train_args(args):
+    """The first problem with the ``train`` options, as a message; None when they are fine."""
+    if args.margin is not None and not args.margin > 0:
+        return "--margin must be > 0"
+    if args.alpha is not None and not 0 < args.alpha < 90:
+        return "--alpha must be between 0 and 90 degrees"
+    if args.l2_reg is not None and not args.l2_reg >= 0:
+        return "--l2-reg must be >= 0"
+    if args.embedding_dim is not None and args.embedding_dim < 2:
+        return "--embedding-dim must be >= 2"
+    if args.epochs < 1:
+        return "--epochs must be >= 1"
+    if not 2 <= args.classes_per_batch <= NUM_CLASSES:
+        return f"--classes-per-batch must be between 2 and {NUM_CLASSES}"
+    if args.samples_per_class < 2:
+        return "--samples-per-class must be >= 2 (a batch needs positive pairs)"
+    if args.steps_per_epoch is not None and args.steps_per_epoch < 1:
+        return "--steps-per-epoch must be >= 1"
+    if not args.learning_rate > 0:
+        return "--learning-rate must be > 0"
+    if args.plot_points < 10:
+        return "--plot-points must be >= 10"
+    if args.eval_limit is not None and args.eval_limit < 20:
+        return "--eval-limit must be >= 20"
+    given = {
+        "--mining": args.mining, "--soft": args.soft, "--margin": args.margin,
+        "--metric": args.metric, "--alpha": args.alpha, "--l2-reg": args.l2_reg,
+        "--embedding-dim": args.embedding_dim, "--l2-normalize": args.l2_normalize,
+    }
+    for option, value in given.items():
+        if value is not None and args.loss not in OPTION_LOSSES[option]:
+            losses = " or ".join(OPTION_LOSSES[option])
+            return f"{option} applies to --loss {losses}, not to --loss {args.loss}"
+    if args.soft and args.margin is not None:
+        return "--margin has no effect with --soft (the soft margin has none): give one of them"
+    return None
+
+
+def loss_options(args):
+    """The keyword arguments of the loss function, with the defaults filled in."""
+    if args.loss == "triplet":
+        if args.soft:
+            options = {"soft": True}
+        else:
+            options = {"margin": args.margin or DEFAULT_MARGIN["triplet"]}
+        options["mining"] = args.mining or "semi-hard"
+        options["metric"] = args.metric or "euclidean"
+        return options
+    if args.loss == "contrastive":
+        return {"margin": args.margin or DEFAULT_MARGIN["contrastive"],
+                "metric": args.metric or "euclidean"}
+    if args.loss == "npairs":
+        return {"l2_reg": 0.002 if args.l2_reg is None else args.l2_reg}
+    if args.loss == "angular":
+        return {"alpha_degrees": args.alpha or 45.0}
+    return {}  # cross_entropy
+
+
+def train_settings(args):
+    """Every setting of a run, defaults filled in: saved in metrics.json."""
+    ranking = args.loss != "cross_entropy"
+    return {
+        "dataset": args.dataset,
+        "source": args.source,
+        "loss": args.loss,
+        "loss_options": loss_options(args),
+        "embedding_dim": (args.embedding_dim or 64) if ranking else 128,  # 128: the backbone
+        "l2_normalize": (args.l2_normalize is not False) if ranking else False,
+        "epochs": args.epochs,
+        "classes_per_batch": args.classes_per_batch,
+        "samples_per_class": args.samples_per_class,
+        "steps_per_epoch": args.steps_per_epoch,
+        "learning_rate": args.learning_rate,
+        "seed": args.seed,
+        "metric": args.metric or "euclidean",  # the distance that scores retrieval
+        "eval_limit": args.eval_limit,
+        "projection": args.projection,
+        "plot_points": args.plot_points,
+    }
+
+
+# ---------------------------------------------------------------------------
+# train: the run
+# ---------------------------------------------------------------------------
+def run_train(args):
+    """Train, evaluate on the test split, and write the run's files."""
+    import keras
+
+    from course_lib import data, models, retrieval, training
+
+    settings = train_settings(args)
+    out = Path(args.out or default_out_dir(args.dataset, args.loss))
+    train_images, train_labels, train_info = data.load_dataset(
+        args.dataset, "train", args.source, return_info=True)
+    test_images, test_labels, test_info = data.load_dataset(
+        args.dataset, "test", args.source, return_info=True)
+    keep = pick_subset(len(test_labels), args.eval_limit, args.seed)
+    test_images, test_labels = test_images[keep], test_labels[keep]
+    monitor = pick_subset(len(test_labels), MONITOR_SIZE, args.seed)
+
+    print(describe_run(settings, len(train_labels)))
+    if settings["loss"] == "cross_entropy":
+        model = models.classifier_network(num_classes=NUM_CLASSES, seed=args.seed)
+    else:
+        model = models.embedding_network(
+            settings["embedding_dim"], settings["l2_normalize"], seed=args.seed)
+    start = time.perf_counter()
+    history = training.train(
+        model, train_images, train_labels,
+        loss=args.loss, loss_options=settings["loss_options"],
+        eval_images=test_images[monitor], eval_labels=test_labels[monitor],
+        epochs=args.epochs, classes_per_batch=args.classes_per_batch,
+        samples_per_class=args.samples_per_class, steps_per_epoch=args.steps_per_epoch,
+        learning_rate=args.learning_rate, seed=args.seed, eval_size=MONITOR_SIZE,
+    )
+    seconds = time.perf_counter() - start
+    print(history_table(history, len(monitor)))
+    if history.collapse:
+        print(f"warning: {history.collapse}")
+
+    embeddings = training.embed(embedding_model(model, args.loss), test_images)
+    metrics = json_metrics(retrieval.evaluate(embeddings, test_labels, metric=settings["metric"]))
+    print(f"\nTrained in {seconds:.1f} s. Retrieval on {len(test_labels):,} test images, "
+          f"{settings['metric']} distance:")
+    print(metrics_table(metrics))
+
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / "model.keras")
+    keras.models.load_model(out / "model.keras")  # fail now, not at `evaluate` time
+    np.save(out / "embeddings.npy", embeddings)
+    np.save(out / "labels.npy", test_labels)
+    record = {
+        **metrics,
+        "seconds": round(seconds, 3),
+        "settings": settings,
+        "data": {
+            "train": data.describe(train_info),
+            "test": data.describe(test_info),
+            "test_source": test_info.source,  # what `evaluate` reloads
+            "num_train": int(len(train_labels)),
+            "num_test": int(len(test_labels)),
+        },
+        "history": history_records(history),
+        "collapse": history.collapse,
+    }
+    (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_plots(out, embeddings, test_labels, test_images, settings, metrics,
+                data.class_names(args.dataset))
+    print(f"\nFiles in {out}/:")
+    for name, text in FILES.items():
+        print(f"  {name:<16} {text}")
+    print(f"Recompute the metrics: python -m course_lib evaluate {out}")
+    return 0
+
+
+def default_out_dir(dataset, loss):
+    """``runs/<dataset>-<loss>-<date>-<time>``, e.g. runs/mnist-triplet-20250101-120000."""
+    return Path("runs") / f"{dataset}-{loss}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def pick_subset(n, limit, seed):
+    """Sorted indices of ``limit`` of n items picked at random by ``seed`` (all when None)."""
+    if limit is None or limit >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+
+
+def embedding_model(model, loss):
+    """The part of ``model`` that outputs embeddings: the backbone of the classifier."""
+    return model.get_layer("backbone") if loss == "cross_entropy" else model
+
+
+def describe_run(settings, num_train):
+    options = ", ".join(f"{key}={value}" for key, value in settings["loss_options"].items())
+    loss = f"{settings['loss']}({options})" if options else settings["loss"]
+    steps = settings["steps_per_epoch"] or "one pass over the images"
+    return (
+        f"\nTraining {loss} on {num_train:,} {settings['dataset']} images."
+        f"\nEpochs: {settings['epochs']}, steps per epoch: {steps}, batches of"
+        f" {settings['classes_per_batch']} classes x {settings['samples_per_class']} images."
+    )
+
+
+def write_plots(out, embeddings, labels, images, settings, metrics, class_names):
+    """embedding.html (a subset of the points) and the Embedding Projector's TSV files."""
+    from course_lib import projection
+
+    shown = pick_subset(len(labels), settings["plot_points"], settings["seed"])
+    method = settings["projection"].upper()
+    note = " (its first call compiles code: ~10 s or more)" if method == "UMAP" else ""
+    print(f"\nProjecting {len(shown):,} test embeddings to 2-D with {method}{note} ...", flush=True)
+    coords = projection.project(embeddings[shown], settings["projection"], seed=settings["seed"])
+    title = (f"{settings['dataset']} test embeddings, {settings['loss']} loss, "
+             f"{method} ({len(shown):,} points), "
+             f"precision@1 {metrics['precision_at_1']:.3f}")
+    fig = projection.embedding_figure(coords, labels[shown], class_names, title=title)
+    projection.write_html(fig, out / "embedding.html", images=images[shown])
+    projection.write_projector_files(out, embeddings, labels, class_names)
+
+
+# ---------------------------------------------------------------------------
+# evaluate
+# ---------------------------------------------------------------------------
+def add_evaluate_command(commands):
+    parser = commands.add_parser(
+        "evaluate",
+        help="recompute the metrics of a saved run",
+        description="Recompute the retrieval metrics of a run folder written by `train`, "
+                    "from its model.keras and the test split.",
+    )
+    parser.set_defaults(run=run_evaluate, check=check_evaluate_args, parser=parser)
+    parser.add_argument("run_dir", metavar="DIR", help="folder written by `train` (its --out)")
+    parser.add_argument("--from-embeddings", action="store_true",
+                        help="score the saved embeddings.npy and labels.npy instead: "
+                             "no model, no dataset needed")
+
+
+def check_evaluate_args(args):
+    """The first problem with the ``evaluate`` options, as a message; None when they are fine."""
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        return f"DIR: no folder {run_dir}"
+    needed = ["metrics.json"]
+    needed += ["embeddings.npy", "labels.npy"] if args.from_embeddings else ["model.keras"]
+    for name in needed:
+        if not (run_dir / name).is_file():
+            hint = " (--from-embeddings needs no model)" if name == "model.keras" else ""
+            return f"DIR: {run_dir} has no {name}: is it a folder written by `train`?{hint}"
+    return None
+
+
+def run_evaluate(args):
+    """Recompute and print the metrics of a run, beside the ones in metrics.json."""
+    run_dir = Path(args.run_dir)
+    saved = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    metrics = recompute_metrics(run_dir, args.from_embeddings)
+    where = "embeddings.npy" if args.from_embeddings else "model.keras"
+    print(f"\n{run_dir}: {metrics['num_queries']:,} test images embedded by {where}, "
+          f"{saved['settings']['metric']} distance:")
+    print(metrics_table(metrics, saved))
+    return 0
+
+
+def recompute_metrics(run_dir, from_embeddings=False):
+    """The retrieval metrics of a run folder, recomputed (as metrics.json stores them).
+
+    From the saved model and the run's test images, or with
+    ``from_embeddings=True`` from the saved embeddings.npy and labels.npy.
+    """
+    from course_lib import retrieval
+
+    run_dir = Path(run_dir)
+    saved = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    settings = saved["settings"]
+    if from_embeddings:
+        embeddings = np.load(run_dir / "embeddings.npy")
+        labels = np.load(run_dir / "labels.npy")
+    else:
+        embeddings, labels = embed_test_split(run_dir, settings, saved["data"]["test_source"])
+    return json_metrics(retrieval.evaluate(embeddings, labels, metric=settings["metric"]))
+
+
+def embed_test_split(run_dir, settings, source):
+    """Embeddings and labels of the run's test images, from its saved model."""
+    import keras
+
+    from course_lib import data, training
+
+    images, labels = data.load_dataset(settings["dataset"], "test", source)
+    keep = pick_subset(len(labels), settings["eval_limit"], settings["seed"])
+    model = keras.models.load_model(run_dir / "model.keras")
+    embeddings = training.embed(embedding_model(model, settings["loss"]), images[keep])
+    return embeddings, labels[keep]
+
+
+# ---------------------------------------------------------------------------
+# printing
+# ---------------------------------------------------------------------------
+def json_metrics(metrics):
+    """The dict of retrieval.evaluate as metrics.json stores it (recall@k keys as strings)."""
+    return {**metrics, "recall_at_k": {str(k): v for k, v in metrics["recall_at_k"].items()}}
+
+
+def metric_rows(metrics):
+    """(name, value) pairs of a metrics dict, in the order the table shows them."""
+    rows = [("precision@1", metrics["precision_at_1"])]
+    rows += [(f"recall@{k}", value) for k, value in metrics["recall_at_k"].items()]
+    rows += [("R-precision", metrics["r_precision"]), ("MAP@R", metrics["map_at_r"])]
+    return rows
+
+
+def metrics_table(metrics, saved=None):
+    """The metrics as aligned text lines; with ``saved``, beside the saved values."""
+    if saved is None:
+        lines = [f"  {'metric':<12} {'value':>8}"]
+        lines += [f"  {name:<12} {value:>8.4f}" for name, value in metric_rows(metrics)]
+        lines.append(f"  {'queries':<12} {metrics['num_queries']:>8,}")
+        return "\n".join(lines)
+    lines = [f"  {'metric':<12} {'now':>8} {'saved':>8}"]
+    for (name, value), (_, before) in zip(metric_rows(metrics), metric_rows(saved)):
+        lines.append(f"  {name:<12} {value:>8.4f} {before:>8.4f}")
+    lines.append(f"  {'queries':<12} {metrics['num_queries']:>8,} {saved['num_queries']:>8,}")
+    return "\n".join(lines)
+
+
+def history_records(history):
+    """The per-epoch records of a training History as plain JSON values."""
+    return [
+        {
+            "epoch": record.epoch,
+            "loss": float(record.loss),
+            "active_fraction": float(record.active_fraction),
+            "mean_positive_distance": float(record.mean_positive_distance),
+            "mean_negative_distance": float(record.mean_negative_distance),
+            "spread": float(record.spread),
+            "precision_at_1": record.metrics.get("precision_at_1"),
+            "seconds": round(record.seconds, 3),
+        }
+        for record in history.records
+    ]
+
+
+def history_table(history, num_monitored):
+    """One line per epoch: loss, active triplets, distances, precision@1, seconds."""
+    lines = [f"\n{'epoch':>5} {'loss':>8} {'active':>7} {'d(a,p)':>7} {'d(a,n)':>7} "
+             f"{'P@1*':>6} {'seconds':>8}"]
+    for r in history.records:
+        lines.append(
+            f"{r.epoch:>5} {r.loss:>8.4f} {r.active_fraction:>7.3f} "
+            f"{r.mean_positive_distance:>7.3f} {r.mean_negative_distance:>7.3f} "
+            f"{r.metrics.get('precision_at_1', float('nan')):>6.3f} {r.seconds:>8.1f}")
+    lines.append(f"(* precision@1 on {num_monitored:,} test images; active: share of triplets "
+                 f"that still violate the margin; d: mean distances in the batches)")
+    return "\n".join(lines)
