@@ -44,15 +44,17 @@ def points_figure(points, labels, class_names=None, title=None, size=9):
     return fig
 
 
-def add_triplets(fig, points, triplets, max_triplets=200, opacity=0.5):
+def add_triplets(fig, points, triplets, max_triplets=200, opacity=0.5,
+                 colors=(POSITIVE_COLOR, NEGATIVE_COLOR), names=("anchor-positive", "anchor-negative")):
     """Draw triplets (anchor, positive, negative) as lines: a-p green, a-n red.
 
     ``triplets`` is a :class:`course_lib.mining.Triplets` (or 3 index arrays).
-    Only the first ``max_triplets`` are drawn, to keep the figure legible.
+    Only the first ``max_triplets`` are drawn, to keep the figure legible;
+    ``colors`` and ``names`` set the two traces (e.g. grey for inactive ones).
     """
     points = np.asarray(points)
     a, p, n = (np.asarray(t)[:max_triplets] for t in triplets)
-    for ends, color, name in ((p, POSITIVE_COLOR, "anchor-positive"), (n, NEGATIVE_COLOR, "anchor-negative")):
+    for ends, color, name in ((p, colors[0], names[0]), (n, colors[1], names[1])):
         xs, ys = _segments(points[a], points[ends])
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, opacity=opacity,
                                  line=dict(color=color, width=1.5), hoverinfo="skip"))
@@ -67,14 +69,22 @@ def _segments(starts, ends):
 
 
 def add_arrows(fig, starts, vectors, color="black", name="gradient", scale=1.0):
-    """Arrows from ``starts`` along ``vectors`` (e.g. minus the gradient: where points move)."""
-    starts = np.asarray(starts, dtype=float)
-    ends = starts + scale * np.asarray(vectors, dtype=float)
+    """Arrows from ``starts`` along ``vectors`` (e.g. minus the gradient: where points move).
+
+    Zero vectors draw nothing. Each head is turned along its own arrow:
+    plotly measures marker angles clockwise from "up", atan2(dx, dy).
+    """
+    starts = np.asarray(starts, dtype=float).reshape(-1, 2)
+    vectors = scale * np.asarray(vectors, dtype=float).reshape(-1, 2)
+    keep = np.linalg.norm(vectors, axis=1) > 0
+    starts, vectors = starts[keep], vectors[keep]
+    ends = starts + vectors
     xs, ys = _segments(starts, ends)
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, line=dict(color=color, width=2),
                              hoverinfo="skip"))
+    angles = np.degrees(np.arctan2(vectors[:, 0], vectors[:, 1])) % 360
     fig.add_trace(go.Scatter(x=ends[:, 0], y=ends[:, 1], mode="markers", showlegend=False,
-                             marker=dict(symbol="arrow", angleref="previous", size=10, color=color),
+                             marker=dict(symbol="arrow", angleref="up", angle=angles, size=10, color=color),
                              hoverinfo="skip"))
     return fig
 
@@ -117,7 +127,7 @@ def learning_curves(histories, fields=("loss", "active_fraction", "precision_at_
             fig.add_trace(go.Scatter(x=list(range(1, len(values) + 1)), y=values, name=name,
                                      legendgroup=name, showlegend=col == 1, line=dict(color=color)),
                           row=1, col=col)
-    fig.update_xaxes(title_text="epoch")
+    fig.update_xaxes(title_text="epoch", dtick=1)
     fig.update_layout(template="plotly_white", height=330, margin=dict(l=40, r=20, t=60, b=40))
     return fig
 
