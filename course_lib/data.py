@@ -16,6 +16,9 @@ Batching for triplet-style losses::
     dataset = pk_batches(images, labels, classes_per_batch=8, samples_per_class=4, seed=0)
     for batch_images, batch_labels in dataset:  # float32 [32, 28, 28, 1], int64 [32]
         ...
+
+Several replicas (``tf.distribute``) share each P x K batch: ``num_replicas=R`` gives
+every replica P/R whole classes (see :func:`pk_batch_plan` and :func:`replica_slices`).
 """
 
 import dataclasses
@@ -393,7 +396,7 @@ def to_float(images):
     return (tf.cast(images, tf.float32) / 255.0)[..., tf.newaxis]
 
 
-def pk_batch_plan(labels, classes_per_batch, samples_per_class, seed=0, num_batches=None):
+def pk_batch_plan(labels, classes_per_batch, samples_per_class, seed=0, num_batches=None, num_replicas=1):
     """Indices of class-balanced batches: an int64 array [num_batches, P * K].
 
     Each row is one batch: ``samples_per_class`` (K) indices from each of
@@ -411,11 +414,23 @@ def pk_batch_plan(labels, classes_per_batch, samples_per_class, seed=0, num_batc
         seed: the same seed gives the same plan.
         num_batches: number of batches; None means one epoch. More than one
             epoch's worth continues with freshly shuffled epochs.
+        num_replicas: R, the number of replicas that will share each batch
+            (``strategy.num_replicas_in_sync``). P must be a multiple of R.
+
+    Several replicas: ``tf.distribute`` cuts every global batch into R contiguous
+    slices, slice r for replica r. Because a row lists its classes one after the
+    other, a slice holds P/R *whole* classes with K samples each: every replica
+    gets a class-balanced batch of its own, and the R slices together are the
+    class-balanced global batch. The other layout, every class cut into R pieces
+    of K/R samples, would leave a replica K/R - 1 positives per anchor (none at
+    all for K = 2): mining on one replica could not work. With P not a multiple
+    of R a class would straddle two replicas, so that is refused.
 
     Pure NumPy: the same labels, arguments and seed always give the same array.
     """
     labels = np.asarray(labels)
     _check_pk_arguments(labels, classes_per_batch, samples_per_class, num_batches)
+    _check_num_replicas(classes_per_batch, num_replicas)
     rng = np.random.default_rng(seed)
     batches = []
     while True:
@@ -480,7 +495,43 @@ def _is_positive_int(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
 
 
-def pk_batches(images, labels, classes_per_batch, samples_per_class, seed=0, num_batches=None):
+def _check_num_replicas(classes_per_batch, num_replicas):
+    if not _is_positive_int(num_replicas):
+        raise ValueError(f"num_replicas must be a positive integer, got {num_replicas!r}")
+    if classes_per_batch % num_replicas != 0:
+        raise ValueError(
+            f"classes_per_batch={classes_per_batch} is not a multiple of num_replicas={num_replicas}: "
+            f"a class would be split between two replicas. Use a multiple of {num_replicas}."
+        )
+
+
+def replica_slices(plan, num_replicas, replicas):
+    """The rows of a plan cut into per-replica slices: int64 [num_batches * len(replicas), B / R].
+
+    Replica r's slice of batch t is columns ``r * B/R`` to ``(r + 1) * B/R`` of the
+    plan's row t: P/R whole classes (see :func:`pk_batch_plan`). The result lists,
+    batch after batch, the slices of ``replicas`` in the order given::
+
+        replica_slices(plan, 2, [0, 1])  # batch 0 slice 0, batch 0 slice 1, batch 1 slice 0, ...
+        replica_slices(plan, 4, [2])     # replica 2's slice of every batch
+
+    One input pipeline feeding several replicas hands them consecutive elements
+    (tf.distribute deals them out in turn), hence this order.
+    """
+    plan = np.asarray(plan)
+    num_batches, batch_size = plan.shape
+    if batch_size % num_replicas != 0:
+        raise ValueError(f"a batch of {batch_size} does not split into {num_replicas} equal slices")
+    if not all(0 <= r < num_replicas for r in replicas):
+        raise ValueError(f"replicas must lie in 0..{num_replicas - 1}, got {list(replicas)}")
+    slices = plan.reshape(num_batches, num_replicas, batch_size // num_replicas)
+    return slices[:, list(replicas)].reshape(-1, batch_size // num_replicas)
+
+
+def pk_batches(
+    images, labels, classes_per_batch, samples_per_class, seed=0, num_batches=None,
+    num_replicas=1, replicas=None,
+):
     """A ``tf.data.Dataset`` of P x K batches for triplet-style losses.
 
     Yields ``(images float32 [P*K, 28, 28, 1] in [0, 1], labels int64 [P*K])``;
@@ -491,6 +542,15 @@ def pk_batches(images, labels, classes_per_batch, samples_per_class, seed=0, num
     One epoch by default; for several epochs with fresh shuffles, ask for
     ``num_batches = epochs * steps_per_epoch`` and pass ``steps_per_epoch`` to
     ``model.fit``.
+
+    ``num_replicas`` R and ``replicas``: for ``tf.distribute``. With ``replicas=None``
+    the dataset yields whole global batches, and P must be a multiple of R (see
+    :func:`pk_batch_plan`). With a list of replica ids it yields only their slices
+    of each global batch, [P*K/R] each, in the order of :func:`replica_slices`: what
+    an input pipeline of ``strategy.distribute_datasets_from_function`` must
+    produce (``course_lib.distributed.distribute_pk_batches`` does this). Every
+    pipeline uses the same seed, so the slices of all replicas add up to exactly
+    the global P x K batches.
     """
     images = np.asarray(images)
     labels = np.asarray(labels)
@@ -499,7 +559,9 @@ def pk_batches(images, labels, classes_per_batch, samples_per_class, seed=0, num
             f"expected uint8 images [N, 28, 28] and labels [N], "
             f"got {images.dtype} {images.shape} and {labels.shape}"
         )
-    plan = pk_batch_plan(labels, classes_per_batch, samples_per_class, seed, num_batches)
+    plan = pk_batch_plan(labels, classes_per_batch, samples_per_class, seed, num_batches, num_replicas)
+    if replicas is not None:
+        plan = replica_slices(plan, num_replicas, replicas)
     all_images = tf.constant(images)
     all_labels = tf.constant(labels, dtype=tf.int64)
 

@@ -15,7 +15,10 @@ distances near 0 with the loss stuck at the margin: :func:`detect_collapse`
 recognises it and :func:`train` warns.
 
 The loop runs under any ``tf.distribute`` strategy: build the model inside
-``strategy.scope()`` and pass the strategy in.
+``strategy.scope()`` and pass the strategy in. With several replicas, pass
+``cross_replica=True`` too: each replica then mines and computes the loss on
+the global batch instead of its own slice (:mod:`course_lib.distributed`
+explains the trap, and how to set up several machines).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from course_lib import distributed
 from course_lib import losses as losses_module
 from course_lib import retrieval
 from course_lib.data import pk_batches, to_float
@@ -175,6 +179,7 @@ def train(
     eval_size=2000,
     snapshot_size=0,
     strategy=None,
+    cross_replica=False,
     progress=True,
 ):
     """Train ``model`` with one of :data:`LOSSES` on P x K batches; return a :class:`History`.
@@ -184,7 +189,11 @@ def train(
     fixed subset of ``eval_size`` after each epoch and on all of them at the
     end. ``snapshot_size`` > 0 keeps that many held-out embeddings per epoch
     for an animation. ``strategy``: a ``tf.distribute`` strategy whose scope
-    built ``model``.
+    built ``model``. ``cross_replica=True`` gathers all replicas' embeddings
+    and labels, so that mining, the loss and the batch statistics use the
+    global P x K batch, as on one device (recommended with several replicas;
+    no effect with one). With ``False`` each replica mines its own slice of
+    P/R classes and the replicas' losses are averaged.
     """
     options = dict(loss_options or {})
     loss_fn = make_loss(loss, **options)
@@ -205,11 +214,13 @@ def train(
     def step(images, labels):
         with tf.GradientTape() as tape:
             outputs = model(images, training=True)
-            value = loss_fn(labels, outputs)
-            scaled = value / strategy.num_replicas_in_sync
+            # value / num_replicas, also with cross_replica: see course_lib.distributed.
+            value, scaled = distributed.replica_loss(loss_fn, labels, outputs, cross_replica)
         grads = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         features = embedder(images, training=False) if loss == "cross_entropy" else outputs
+        if cross_replica:
+            labels, features = distributed.gather_batch(labels, features)
         return (value, *batch_statistics(labels, features, stats_margin, stats_mining, stats_metric))
 
     @tf.function
@@ -219,11 +230,11 @@ def train(
 
     plan = pk_batches(train_images, train_labels, classes_per_batch, samples_per_class, seed=seed)
     per_epoch = steps_per_epoch or sum(1 for _ in plan)
-    dataset = pk_batches(
-        train_images, train_labels, classes_per_batch, samples_per_class,
+    # Each replica gets its slice of every P x K batch: P/R whole classes.
+    batches = iter(distributed.distribute_pk_batches(
+        strategy, train_images, train_labels, classes_per_batch, samples_per_class,
         seed=seed, num_batches=per_epoch * epochs,
-    ).prefetch(2)
-    batches = iter(strategy.experimental_distribute_dataset(dataset))
+    ))
 
     rng = np.random.default_rng(seed)
     history = History(loss_name=loss, options=options)

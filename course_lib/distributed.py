@@ -1,0 +1,331 @@
+"""Ranking losses on several devices with ``tf.distribute``, and the trap that comes with it.
+
+``tf.distribute.MirroredStrategy`` keeps one copy of the model per device (a
+*replica*), cuts every global batch of B samples into R slices of B/R, runs
+the step on each replica with its slice, then sums the replicas' gradients so
+that all copies take the same update. For a loss that is a mean over
+samples, such as cross-entropy, that is the same as one device with the whole
+batch. A ranking loss is not a mean over samples: it compares the samples of
+a batch with each other. On its own slice a replica
+
+* sees B/R - K negatives per anchor instead of B - K (P x K batch, P/R whole
+  classes per replica), so hard and semi-hard mining quietly pick from fewer
+  negatives, and the hardest negative often sits on another replica;
+* never compares its samples with another replica's, so even the "all"
+  losses lose every pair that crosses replicas.
+
+:func:`negatives_seen` and :func:`per_replica_mining_report` put numbers on
+this for a batch.
+
+Mining across replicas (``cross_replica=True``)
+    Each replica gathers the embeddings and labels of all replicas
+    (``ReplicaContext.all_gather``: the global batch, in replica order, which
+    is the original batch order) and computes the loss L of the *global*
+    batch, identical on every replica. Gradients flow back through the
+    gather to each replica's own samples, and from there to its copy of the
+    weights. The result equals one device with the global batch: the tests
+    check loss and gradients to float32 tolerance for every loss.
+
+Why every replica divides its loss by R, in both modes
+    Without cross-replica mining, replica r differentiates L_r / R; the
+    optimizer sums over replicas, which gives the gradient of the mean of the
+    R per-replica losses (the usual tf.distribute recipe).
+
+    With cross-replica mining one might expect no division: each replica's
+    gradient covers only the path through its own samples, and the sum over
+    replicas covers all paths once. But the gradient of ``all_gather`` is
+    itself an all-reduce (SUM) of the incoming gradients before it keeps the
+    replica's own slice (see ``ReplicaContext.all_gather`` in TensorFlow's
+    ``distribute_lib.py``): R replicas each holding the same dL/d(global
+    embeddings) hand every sample R times its gradient. Dividing by R undoes
+    exactly that, and the optimizer's sum over replicas then gives dL/dw of
+    the global batch. Measured, not assumed: without the division the
+    gradients come out exactly R times too large.
+
+Data layout
+    ``tf.distribute`` gives replica r the r-th contiguous slice of each
+    global batch. :func:`course_lib.data.pk_batch_plan` lists the P classes of
+    a batch one after the other, so with P a multiple of R each replica gets
+    P/R whole classes with K samples each (see that function for why not the
+    other layout). :func:`distribute_pk_batches` builds the per-replica
+    datasets explicitly, the same way on one machine and on several.
+
+Several machines (``MultiWorkerMirroredStrategy``)
+    Run the same script on every machine, each with the environment variable
+    ``TF_CONFIG`` naming all workers and its own index, e.g. on worker 1::
+
+        TF_CONFIG='{"cluster": {"worker": ["host0:12345", "host1:12345"]},
+                    "task": {"type": "worker", "index": 1}}'
+
+    Create the strategy first, before any other TensorFlow call, then::
+
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        with strategy.scope():
+            model = embedding_network(seed=0)
+        history = train(model, images, labels, strategy=strategy, cross_replica=True)
+
+    Every worker builds the same P x K plan (same seed) and feeds only its
+    own replicas' slices (:func:`distribute_pk_batches`), so the global batch
+    is still exactly P x K. Replicas are numbered worker after worker, so the
+    gathered batch is again in the original order. Worker 0 (the "chief") is
+    the one to save checkpoints and print (``progress=False`` elsewhere). The
+    all-gather then crosses the network: B x d floats per step, small next
+    to the gradients. To rehearse on one machine, start two processes with
+    ``"localhost:12345"`` and ``"localhost:12346"`` as the workers and index
+    0 and 1: the course's code was checked that way (same loss and gradients
+    as one device, each worker fed its own slice).
+
+Not covered here: BatchNormalization computes its statistics per replica
+(``keras.layers.BatchNormalization(synchronized=True)`` shares them); the
+course's networks have none.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from course_lib.data import pk_batches
+from course_lib.mining import mine_triplets
+
+__all__ = [
+    "use_logical_cpus", "mirrored_strategy", "gather_batch", "replica_loss",
+    "replica_gradients", "split_batch", "loss_and_gradients", "make_train_step",
+    "pk_dataset_fn", "distribute_pk_batches", "replica_of", "negatives_seen",
+    "per_replica_mining_report",
+]
+
+
+# ------------------------------------------------------------------ devices
+def use_logical_cpus(count):
+    """Split the CPU into ``count`` logical devices, to try ``tf.distribute`` without GPUs.
+
+    Must run before TensorFlow initialises its devices (before the first op,
+    tensor or device listing); returns the logical CPU devices. The logical
+    devices share the same cores: good for checking results, not for speed.
+    """
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    except RuntimeError as error:
+        raise RuntimeError(
+            f"Cannot split the CPU into {count} logical devices: TensorFlow is already "
+            "initialised in this process. Call use_logical_cpus() first, in a fresh process."
+        ) from error
+    return tf.config.list_logical_devices("CPU")
+
+
+def mirrored_strategy():
+    """``MirroredStrategy`` over every GPU, or over every (logical) CPU when there is no GPU.
+
+    ``tf.distribute.MirroredStrategy()`` without arguments takes only the
+    first CPU when there is no GPU; listing the devices makes the logical
+    CPUs of :func:`use_logical_cpus` count as replicas.
+    """
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy([device.name for device in devices])
+
+
+# ------------------------------------------------------ one replica's step
+def gather_batch(labels, embeddings):
+    """All replicas' labels and embeddings, in replica order: the global batch.
+
+    Call it inside ``strategy.run``. The gather is differentiable: its
+    gradient sends each replica the gradient of its own slice (after summing
+    over replicas, see the module docstring). With one replica there is
+    nothing to gather.
+    """
+    context = tf.distribute.get_replica_context()
+    if context.num_replicas_in_sync == 1:
+        return labels, embeddings
+    # tf.identity places the labels on this replica's device. Inside a
+    # tf.function, labels that arrive as an input carry no device, and
+    # MultiWorkerMirroredStrategy with one device per worker then fails
+    # with "destinations can not be empty".
+    labels = tf.identity(labels)
+    return context.all_gather(labels, axis=0), context.all_gather(embeddings, axis=0)
+
+
+def replica_loss(loss_fn, labels, outputs, cross_replica=False):
+    """``(value, scaled)``: the loss to report and the one this replica differentiates.
+
+    ``cross_replica=False``: ``value`` is the loss of this replica's slice.
+    ``cross_replica=True``: ``value`` is the loss of the global batch, the
+    same on every replica. ``scaled = value / R`` in both cases; the module
+    docstring explains why that makes the summed gradients right.
+    """
+    if cross_replica:
+        labels, outputs = gather_batch(labels, outputs)
+    value = loss_fn(labels, outputs)
+    num_replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+    return value, value / num_replicas
+
+
+def replica_gradients(model, loss_fn, images, labels, cross_replica=False):
+    """``(value, grads)`` of one replica: its loss and its share of the gradient."""
+    with tf.GradientTape() as tape:
+        outputs = model(images, training=True)
+        value, scaled = replica_loss(loss_fn, labels, outputs, cross_replica)
+    return value, tape.gradient(scaled, model.trainable_variables)
+
+
+# ------------------------------------------------------------- whole steps
+def split_batch(strategy, images, labels):
+    """One global batch cut into contiguous per-replica slices, as ``tf.distribute`` does.
+
+    Returns per-replica ``(images, labels)`` to pass to ``strategy.run``. The
+    batch size must be a multiple of the number of replicas.
+    """
+    replica = replica_of(len(labels), strategy.num_replicas_in_sync)
+
+    def slice_for(context):
+        mine = np.flatnonzero(replica == context.replica_id_in_sync_group)
+        return tf.gather(images, mine), tf.gather(labels, mine)
+
+    return strategy.experimental_distribute_values_from_function(slice_for)
+
+
+def loss_and_gradients(strategy, model, loss_fn, images, labels, cross_replica=False):
+    """One step's loss and the gradients the optimizer would apply, without applying them.
+
+    ``images`` and ``labels`` are one global batch. The gradients are the
+    replicas' gradients summed, as Keras' optimizer sums them in
+    ``apply_gradients``; the loss is the mean over replicas of the reported
+    values. Compare with a plain ``tf.GradientTape`` on one device.
+
+    Called from plain Python it runs eagerly: slow per call (TensorFlow warns
+    about it), but nothing to compile, which suits a one-off check. Training
+    uses the compiled :func:`make_train_step`.
+    """
+    images, labels = split_batch(strategy, images, labels)
+    values, grads = strategy.run(replica_gradients, args=(model, loss_fn, images, labels, cross_replica))
+    return strategy.reduce("MEAN", values, axis=None), [strategy.reduce("SUM", g, axis=None) for g in grads]
+
+
+def make_train_step(strategy, model, loss_fn, optimizer, cross_replica=False):
+    """A compiled step ``train_step(images, labels) -> loss`` that updates ``model``.
+
+    ``images`` and ``labels`` are per-replica values: an element of
+    :func:`distribute_pk_batches` or the result of :func:`split_batch`. Build
+    the model and the optimizer inside ``strategy.scope()``.
+    """
+    if not optimizer.built:
+        with strategy.scope():
+            optimizer.build(model.trainable_variables)
+
+    def replica_step(images, labels):
+        value, grads = replica_gradients(model, loss_fn, images, labels, cross_replica)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return value
+
+    @tf.function
+    def train_step(images, labels):
+        values = strategy.run(replica_step, args=(images, labels))
+        return strategy.reduce("MEAN", values, axis=None)
+
+    return train_step
+
+
+# ------------------------------------------------------------------ batches
+def pk_dataset_fn(images, labels, classes_per_batch, samples_per_class, seed=0, num_batches=None):
+    """The ``dataset_fn(input_context)`` for ``strategy.distribute_datasets_from_function``.
+
+    Input pipeline i (one per worker) serves replicas i*L ... i*L + L - 1, L
+    replicas per worker, and yields their slices of every global P x K batch
+    in turn (:func:`course_lib.data.replica_slices`), which is how
+    ``tf.distribute`` deals a pipeline's elements out to its replicas.
+    """
+
+    def dataset_fn(input_context):
+        num_replicas = input_context.num_replicas_in_sync
+        per_pipeline = num_replicas // input_context.num_input_pipelines
+        first = input_context.input_pipeline_id * per_pipeline
+        return pk_batches(
+            images, labels, classes_per_batch, samples_per_class, seed=seed, num_batches=num_batches,
+            num_replicas=num_replicas, replicas=range(first, first + per_pipeline),
+        )
+
+    return dataset_fn
+
+
+def distribute_pk_batches(strategy, images, labels, classes_per_batch, samples_per_class, seed=0, num_batches=None):
+    """P x K batches for ``strategy``: per-replica ``(images, labels)``, P/R whole classes each.
+
+    The same global batches as :func:`course_lib.data.pk_batches` with the
+    same arguments: with one replica, exactly those; with R replicas, replica
+    r gets the r-th slice of each. Works for one or several machines.
+    """
+    dataset_fn = pk_dataset_fn(images, labels, classes_per_batch, samples_per_class, seed, num_batches)
+    return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+# -------------------------------------------------- what a replica misses
+def replica_of(batch_size, num_replicas):
+    """[B] int: the replica each sample of a global batch goes to (contiguous slices)."""
+    if batch_size % num_replicas != 0:
+        raise ValueError(f"a batch of {batch_size} does not split into {num_replicas} equal slices")
+    return np.repeat(np.arange(num_replicas), batch_size // num_replicas)
+
+
+def negatives_seen(labels, num_replicas):
+    """How many negatives and positives an anchor has, globally and on its own replica.
+
+    ``labels`` is one global batch in batch order; replica r gets its r-th
+    contiguous slice. Returns a dict of plain numbers (means over anchors):
+    ``negatives_global``, ``negatives_per_replica``, ``positives_global``,
+    ``positives_per_replica``, plus ``batch_size``, ``num_replicas`` and
+    ``replica_batch_size``. For a P x K batch with whole classes per
+    replica: B - K against B/R - K negatives, K - 1 positives on both.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    batch_size = len(labels)
+    replica = replica_of(batch_size, num_replicas)
+    same_class = labels[:, None] == labels[None, :]
+    same_replica = replica[:, None] == replica[None, :]
+    positive = same_class & ~np.eye(batch_size, dtype=bool)
+    negative = ~same_class
+    return {
+        "batch_size": batch_size,
+        "num_replicas": num_replicas,
+        "replica_batch_size": batch_size // num_replicas,
+        "negatives_global": float(negative.sum(axis=1).mean()),
+        "negatives_per_replica": float((negative & same_replica).sum(axis=1).mean()),
+        "positives_global": float(positive.sum(axis=1).mean()),
+        "positives_per_replica": float((positive & same_replica).sum(axis=1).mean()),
+    }
+
+
+def per_replica_mining_report(labels, embeddings, num_replicas, metric="euclidean"):
+    """:func:`negatives_seen` plus how often the mined partner lies on another replica.
+
+    Mines the global batch (:func:`course_lib.mining.mine_triplets`) and
+    adds, as shares in [0, 1]:
+
+    * ``hardest_negative_elsewhere``: anchors whose closest negative is on
+      another replica;
+    * ``semi_hard_negative_elsewhere``: positive pairs whose semi-hard
+      negative is on another replica;
+    * ``hardest_positive_elsewhere``: anchors whose farthest positive is on
+      another replica (0 when every replica holds whole classes).
+
+    A negative on another replica is exactly a triplet that per-replica
+    mining gets wrong: when the global choice is local, the replica searches
+    a subset that contains it and finds the same one; when it is not, the
+    replica picks another negative, usually an easier one.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    replica = replica_of(len(labels), num_replicas)
+    report = negatives_seen(labels, num_replicas)
+
+    def share_elsewhere(mining, partner):
+        triplets = mine_triplets(labels, embeddings, mining, metric)
+        anchors = triplets.anchor.numpy()
+        partners = getattr(triplets, partner).numpy()
+        if len(anchors) == 0:
+            return 0.0
+        return float(np.mean(replica[anchors] != replica[partners]))
+
+    report["hardest_negative_elsewhere"] = share_elsewhere("hard", "negative")
+    report["semi_hard_negative_elsewhere"] = share_elsewhere("semi-hard", "negative")
+    report["hardest_positive_elsewhere"] = share_elsewhere("hard", "positive")
+    return report
