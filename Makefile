@@ -32,6 +32,7 @@ test: install
 benchmark: install
 	$(BIN)/python benchmarks/losses.py
 	$(BIN)/python benchmarks/training.py
+	$(BIN)/python benchmarks/distributed.py
 
 data: install
 	$(BIN)/python scripts/build_data.py

@@ -15,10 +15,10 @@ distances near 0 with the loss stuck at the margin: :func:`detect_collapse`
 recognises it and :func:`train` warns.
 
 The loop runs under any ``tf.distribute`` strategy: build the model inside
-``strategy.scope()`` and pass the strategy in. With several replicas, pass
-``cross_replica=True`` too: each replica then mines and computes the loss on
-the global batch instead of its own slice (:mod:`course_lib.distributed`
-explains the trap, and how to set up several machines).
+``strategy.scope()`` and pass the strategy in. With several replicas each
+replica mines and computes the loss on the global batch, not its own slice
+(``cross_replica=True``, the default; :mod:`course_lib.distributed` explains
+the trap, and how to set up several machines).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import tensorflow as tf
 from course_lib import distributed
 from course_lib import losses as losses_module
 from course_lib import retrieval
-from course_lib.data import pk_batches, to_float
+from course_lib.data import pk_batch_plan, to_float
 from course_lib.distances import pairwise_distances
 from course_lib.mining import mine_triplets_from_distances, negative_mask, positive_mask
 
@@ -179,7 +179,7 @@ def train(
     eval_size=2000,
     snapshot_size=0,
     strategy=None,
-    cross_replica=False,
+    cross_replica=True,
     progress=True,
 ):
     """Train ``model`` with one of :data:`LOSSES` on P x K batches; return a :class:`History`.
@@ -189,7 +189,7 @@ def train(
     fixed subset of ``eval_size`` after each epoch and on all of them at the
     end. ``snapshot_size`` > 0 keeps that many held-out embeddings per epoch
     for an animation. ``strategy``: a ``tf.distribute`` strategy whose scope
-    built ``model``. ``cross_replica=True`` gathers all replicas' embeddings
+    built ``model``. ``cross_replica=True`` (the default) gathers all replicas' embeddings
     and labels, so that mining, the loss and the batch statistics use the
     global P x K batch, as on one device (recommended with several replicas;
     no effect with one). With ``False`` each replica mines its own slice of
@@ -228,8 +228,8 @@ def train(
         results = strategy.run(step, args=(images, labels))
         return [strategy.reduce("MEAN", r, axis=None) for r in results]
 
-    plan = pk_batches(train_images, train_labels, classes_per_batch, samples_per_class, seed=seed)
-    per_epoch = steps_per_epoch or sum(1 for _ in plan)
+    # One epoch = one pass of the P x K plan over the training set.
+    per_epoch = steps_per_epoch or len(pk_batch_plan(train_labels, classes_per_batch, samples_per_class, seed=seed))
     # Each replica gets its slice of every P x K batch: P/R whole classes.
     batches = iter(distributed.distribute_pk_batches(
         strategy, train_images, train_labels, classes_per_batch, samples_per_class,
