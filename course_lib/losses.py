@@ -200,8 +200,11 @@ def angular_loss(labels, embeddings, alpha_degrees=45.0):
         f(a, p, n) = 4 t (x_a + x_p) . x_n - 2 (1 + t) x_a . x_p
         L(a, p)    = log(1 + sum_n exp f(a, p, n))
 
-    averaged over positive pairs with >= 1 negative. The angle at the
-    negative, in the triangle (a, p, n), is pushed below alpha. Enumerates
+    averaged over positive pairs with >= 1 negative. Wang et al. bound the
+    angle at the negative through the equivalent constraint
+    tan(n') = ||x_a - x_p|| / (2 ||x_n - x_c||) <= tan(alpha), with x_c the
+    pair's midpoint (x_a + x_p) / 2: the negative is pushed away from x_c in
+    proportion to the pair's size, so the loss is scale-invariant. Enumerates
     (pair, negative) combinations one positive round at a time; refuses above
     ``course_lib.mining.MAX_TRIPLET_ELEMENTS``.
     """
