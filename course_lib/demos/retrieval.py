@@ -1,0 +1,342 @@
+"""Retrieval by nearest neighbour: the pure functions behind lessons 00, 01 and 06.
+
+An *embedding* maps every image to a vector; *retrieval* answers a query
+image with the gallery items whose vectors are closest to the query's:
+
+    neighbours(q) = the k gallery items g with the smallest d(f(q), f(g)),
+
+ranked by distance (ties by gallery index, as :func:`course_lib.retrieval.nearest`
+breaks them). The simplest embedding is the image itself: 28 x 28 pixels
+flattened to a vector of 784 numbers in [0, 1] (:func:`pixel_embeddings`).
+A learned embedding f is good when the neighbours share the query's class:
+precision@1 = share of queries whose nearest neighbour has their class,
+MAP@R as defined in :mod:`course_lib.retrieval` (Musgrave et al. 2020).
+
+The honest test of an embedding (TF Similarity's hello-world, lesson 06):
+train on some classes, then search for classes the network never saw.
+:func:`query_gallery_split` cuts a test set into queries and a gallery,
+:func:`seen_unseen_metrics` scores seen- and unseen-class queries against
+the same gallery, :func:`seen_unseen_by_epoch` follows both during training.
+
+Widgets (``compute(**controls) -> state``, ``draw(state) -> go.Figure``):
+
+* :func:`browse` / :func:`draw_browse`: a page of images of one class (lesson 00);
+* :func:`neighbours` / :func:`draw_neighbours`: a query and its k nearest
+  gallery items, wrong ones in red (lessons 01 and 06).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from course_lib import retrieval, viz
+
+__all__ = [
+    "CORRECT_COLOR", "WRONG_COLOR", "QUERY_COLOR",
+    "pixel_embeddings", "compare", "query_gallery_split", "seen_unseen_metrics",
+    "per_class_precision_at_1", "neighbour_class_counts", "seen_unseen_by_epoch",
+    "browse", "draw_browse", "readout_browse",
+    "neighbours", "draw_neighbours", "readout_neighbours",
+    "draw_per_class", "draw_by_epoch",
+]
+
+CORRECT_COLOR = viz.POSITIVE_COLOR  # green: the neighbour has the query's class
+WRONG_COLOR = viz.NEGATIVE_COLOR  # red: it has another class
+QUERY_COLOR = "#1f3b73"  # dark blue: the query itself
+
+
+# ---------------------------------------------------------------------------
+# embeddings and scores
+# ---------------------------------------------------------------------------
+def pixel_embeddings(images):
+    """The raw-pixel "embedding": uint8 images [N, 28, 28] -> float32 [N, 784] in [0, 1].
+
+    x = vec(image) / 255, so the Euclidean distance between two images is
+    sqrt(sum over the 784 pixels of (difference of intensities)^2).
+    """
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 3:
+        raise ValueError(f"`images` must be uint8 [N, height, width], got {images.dtype} {images.shape}.")
+    return images.reshape(len(images), -1).astype(np.float32) / 255.0
+
+
+def compare(spaces, labels, ks=(1, 5, 10), metric="euclidean"):
+    """Leave-one-out retrieval metrics of several embeddings of the same items.
+
+    ``spaces`` maps a name to an [N, D] embedding (D may differ between
+    spaces); ``labels`` [N]. Returns ``{name: course_lib.retrieval.evaluate(...)}``
+    with every item a query against the N - 1 others.
+    """
+    return {name: retrieval.evaluate(x, labels, ks=ks, metric=metric) for name, x in spaces.items()}
+
+
+def query_gallery_split(labels):
+    """Boolean mask [N]: True for queries, False for the gallery; half of each class each.
+
+    Within each class, in the order of the array, items 0, 2, 4, ... are
+    queries and items 1, 3, 5, ... gallery items. Deterministic, and every
+    class is split evenly (an odd count gives the queries one more).
+    """
+    labels = np.asarray(labels).reshape(-1)
+    is_query = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        is_query[rows[0::2]] = True
+    return is_query
+
+
+def seen_unseen_metrics(embeddings, labels, unseen, is_query=None, ks=(1, 5)):
+    """Retrieval metrics of seen-class and unseen-class queries against one gallery.
+
+    The gallery holds every class (``~is_query``), the way a search engine
+    would hold every product; queries are split by whether their class is in
+    ``unseen`` (the classes left out of training). Returns
+    ``{"seen": evaluate(...), "unseen": evaluate(...)}``; ``is_query``
+    defaults to :func:`query_gallery_split`.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    embeddings = np.asarray(embeddings)
+    is_query = query_gallery_split(labels) if is_query is None else np.asarray(is_query, dtype=bool)
+    is_unseen = np.isin(labels, np.asarray(unseen))
+    gallery = ~is_query
+    result = {}
+    for group, mask in (("seen", is_query & ~is_unseen), ("unseen", is_query & is_unseen)):
+        result[group] = retrieval.evaluate(embeddings[mask], labels[mask], embeddings[gallery],
+                                           labels[gallery], ks=ks)
+    return result
+
+
+def per_class_precision_at_1(queries, query_labels, gallery, gallery_labels, num_classes,
+                             metric="euclidean"):
+    """Precision@1 of the queries of each class: float array [num_classes] (NaN: no query).
+
+    P@1(c) = share of the class-c queries whose nearest gallery item has class c.
+    Weighted by the number of queries per class, these average to the
+    overall precision@1 of :func:`course_lib.retrieval.evaluate`.
+    """
+    query_labels = np.asarray(query_labels).reshape(-1)
+    gallery_labels = np.asarray(gallery_labels).reshape(-1)
+    nearest_index, _ = retrieval.nearest(queries, gallery, k=1, metric=metric)
+    hit = gallery_labels[nearest_index[:, 0]] == query_labels
+    result = np.full(num_classes, np.nan)
+    for c in range(num_classes):
+        mask = query_labels == c
+        if mask.any():
+            result[c] = hit[mask].mean()
+    return result
+
+
+def neighbour_class_counts(queries, query_labels, gallery, gallery_labels, label, num_classes,
+                           metric="euclidean"):
+    """For the queries of class ``label``: how many have their nearest neighbour in each class.
+
+    An int array [num_classes]; entry ``label`` counts the right answers, the
+    others say which classes the embedding confuses ``label`` with.
+    """
+    query_labels = np.asarray(query_labels).reshape(-1)
+    rows = np.flatnonzero(query_labels == label)
+    if len(rows) == 0:
+        raise ValueError(f"No query has label {label}.")
+    nearest_index, _ = retrieval.nearest(np.asarray(queries)[rows], gallery, k=1, metric=metric)
+    found = np.asarray(gallery_labels).reshape(-1)[nearest_index[:, 0]]
+    return np.bincount(found, minlength=num_classes)
+
+
+def seen_unseen_by_epoch(snapshots, labels, unseen, baseline=None):
+    """Seen/unseen precision@1 and MAP@R of each training snapshot.
+
+    ``snapshots``: the [N, D] embeddings of the same N held-out items before
+    training and after each epoch (``History.snapshots`` of
+    :func:`course_lib.training.train`), ``labels`` their classes
+    (``History.snapshot_labels``). Each snapshot is scored with
+    :func:`seen_unseen_metrics` (queries/gallery by :func:`query_gallery_split`).
+    ``baseline``: optional [N, D'] embedding of the same items (e.g. pixels),
+    scored once for reference.
+
+    Returns ``{"epoch": [0, 1, ...], "seen_precision_at_1": [...],
+    "unseen_precision_at_1": [...], "seen_map_at_r": [...], "unseen_map_at_r": [...],
+    "baseline": {"seen_map_at_r": ..., ...} or None}``.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    curves = {"epoch": list(range(len(snapshots)))}
+    keys = [f"{g}_{m}" for g in ("seen", "unseen") for m in ("precision_at_1", "map_at_r")]
+    for key in keys:
+        curves[key] = []
+    for x in snapshots:
+        scores = seen_unseen_metrics(x, labels, unseen)
+        for key in keys:
+            group, metric = key.split("_", 1)
+            curves[key].append(scores[group][metric])
+    curves["baseline"] = None
+    if baseline is not None:
+        scores = seen_unseen_metrics(baseline, labels, unseen)
+        curves["baseline"] = {key: scores[key.split("_", 1)[0]][key.split("_", 1)[1]] for key in keys}
+    return curves
+
+
+# ---------------------------------------------------------------------------
+# widget: browse a dataset class by class (lesson 00)
+# ---------------------------------------------------------------------------
+def browse(label, page=0, *, images, labels, class_names, per_page=16):
+    """One page of the images of class ``label``: state for :func:`draw_browse`.
+
+    The class's images are taken in array order; page p shows numbers
+    p * per_page to (p + 1) * per_page - 1 of them (the last page may be shorter;
+    a page past the end shows the last page).
+    """
+    labels = np.asarray(labels).reshape(-1)
+    rows = np.flatnonzero(labels == label)
+    pages = max(1, int(np.ceil(len(rows) / per_page)))
+    page = int(min(max(page, 0), pages - 1))
+    shown = rows[page * per_page:(page + 1) * per_page]
+    return {
+        "label": int(label),
+        "class_name": class_names[int(label)],
+        "page": page,
+        "pages": pages,
+        "count": len(rows),
+        "indices": shown,
+        "images": np.asarray(images)[shown],
+        "labels": labels[shown],
+    }
+
+
+def readout_browse(state):
+    return (f"{state['class_name']}: {state['count']} images, page {state['page'] + 1} of "
+            f"{state['pages']} (indices {state['indices'][0]}..{state['indices'][-1]})")
+
+
+def draw_browse(state, columns=8):
+    """The page as an image grid, each image titled with its index in the array."""
+    titles = [f"#{i}" for i in state["indices"]]
+    return viz.image_grid(state["images"], titles=titles, columns=columns, height_per_row=125,
+                          title=f"{state['class_name']} (page {state['page'] + 1}/{state['pages']})")
+
+
+# ---------------------------------------------------------------------------
+# widget: a query and its nearest neighbours (lessons 01 and 06)
+# ---------------------------------------------------------------------------
+def neighbours(query, space, *, spaces, labels, images, k=8, queries=None, gallery=None,
+               class_names=None, metric="euclidean"):
+    """The k nearest gallery items of one query in one embedding space.
+
+    Args:
+      query: position of the query in ``queries`` (the slider's value).
+      space: the key of ``spaces`` to search in (the dropdown's value).
+      spaces: name -> [N, D] embedding of the same N items.
+      labels, images: [N] classes and uint8 [N, 28, 28] pictures of the items.
+      queries: indices of the items a query may be (default: all N).
+      gallery: indices of the items searched (default: all N). The query
+        itself is never its own neighbour (left out by index).
+
+    Returns a state dict: ``index`` (the query's item index), ``neighbours``
+    (item indices, closest first), ``distances``, ``neighbour_labels``,
+    ``correct`` (bool per neighbour), ``hits``, ``precision_at_k`` and what
+    :func:`draw_neighbours` needs.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    n = len(labels)
+    queries = np.arange(n) if queries is None else np.asarray(queries).reshape(-1)
+    gallery = np.arange(n) if gallery is None else np.asarray(gallery).reshape(-1)
+    if space not in spaces:
+        raise ValueError(f"Unknown space={space!r}: expected one of {', '.join(map(repr, spaces))}.")
+    if not 0 <= int(query) < len(queries):
+        raise ValueError(f"`query` must lie in 0..{len(queries) - 1}, got {query}.")
+    index = int(queries[int(query)])
+    candidates = gallery[gallery != index]  # by index: an exact duplicate still counts
+    if k > len(candidates):
+        raise ValueError(f"k={k} but the gallery holds only {len(candidates)} other items.")
+    x = np.asarray(spaces[space])
+    found, distances = retrieval.nearest(x[index][None, :], x[candidates], k=k, metric=metric)
+    found = candidates[found[0]]
+    correct = labels[found] == labels[index]
+    names = class_names if class_names is not None else [str(c) for c in range(labels.max() + 1)]
+    return {
+        "space": space,
+        "query": int(query),
+        "index": index,
+        "label": int(labels[index]),
+        "class_name": names[int(labels[index])],
+        "neighbours": found,
+        "distances": distances[0],
+        "neighbour_labels": labels[found],
+        "neighbour_names": [names[int(c)] for c in labels[found]],
+        "correct": correct,
+        "hits": int(correct.sum()),
+        "precision_at_k": float(correct.mean()),
+        "k": int(k),
+        "metric": metric,
+        "query_image": np.asarray(images)[index],
+        "neighbour_images": np.asarray(images)[found],
+    }
+
+
+def readout_neighbours(state):
+    first = "right" if state["correct"][0] else f"wrong ({state['neighbour_names'][0]})"
+    return (f"{state['space']}: query #{state['index']} ({state['class_name']}); "
+            f"{state['hits']} of {state['k']} neighbours share its class; nearest is {first}")
+
+
+def draw_neighbours(state, columns=None):
+    """The query, then its neighbours closest first: green titles right, red wrong."""
+    images = np.concatenate([state["query_image"][None], state["neighbour_images"]])
+    titles = [f"query: {state['class_name']}"] + [
+        f"{i + 1}. {name} ({d:.2f})"
+        for i, (name, d) in enumerate(zip(state["neighbour_names"], state["distances"]))]
+    colors = [QUERY_COLOR] + [CORRECT_COLOR if c else WRONG_COLOR for c in state["correct"]]
+    columns = columns or len(images)
+    fig = viz.image_grid(images, titles=titles, columns=columns, height_per_row=130,
+                         highlight=colors,
+                         title=(f"{state['space']}: query #{state['index']} and its "
+                                f"{state['k']} nearest neighbours ({state['metric']} distance)"))
+    # A frame around each wrong neighbour, so the mistakes jump out.
+    for position, right in enumerate(state["correct"], start=1):
+        if not right:
+            axis = "" if position == 0 else str(position + 1)
+            fig.add_shape(type="rect", xref=f"x{axis} domain", yref=f"y{axis} domain",
+                          x0=0, x1=1, y0=0, y1=1, line=dict(color=WRONG_COLOR, width=3))
+    return fig
+
+
+# ---------------------------------------------------------------------------
+# static figures (lesson 06)
+# ---------------------------------------------------------------------------
+def draw_per_class(table, class_names, unseen=(), title="Precision@1 per query class"):
+    """Grouped bars: one group per class, one bar per space; unseen classes shaded.
+
+    ``table`` maps a space name to a [num_classes] array from
+    :func:`per_class_precision_at_1`.
+    """
+    unseen = set(int(c) for c in unseen)
+    names = [f"{n} (unseen)" if i in unseen else n for i, n in enumerate(class_names)]
+    fig = go.Figure()
+    for i, (space, values) in enumerate(table.items()):
+        fig.add_trace(go.Bar(x=names, y=np.asarray(values, dtype=float), name=space,
+                             marker_color=viz.CLASS_COLORS[i % len(viz.CLASS_COLORS)],
+                             hovertemplate="%{x}: %{y:.3f}<extra>" + space + "</extra>"))
+    for c in sorted(unseen):
+        fig.add_vrect(x0=c - 0.5, x1=c + 0.5, fillcolor="gray", opacity=0.15, line_width=0, layer="below")
+    fig.update_layout(barmode="group", title=title, template="plotly_white", height=420,
+                      yaxis=dict(title="precision@1", range=[0, 1.02]),
+                      margin=dict(l=50, r=20, t=60, b=90))
+    return fig
+
+
+def draw_by_epoch(curves, metric="map_at_r", name="learned"):
+    """Seen- and unseen-class ``metric`` per epoch (0 = before training), baseline dashed."""
+    label = {"map_at_r": "MAP@R", "precision_at_1": "precision@1"}[metric]
+    fig = go.Figure()
+    for group, color in (("seen", viz.POSITIVE_COLOR), ("unseen", viz.NEGATIVE_COLOR)):
+        fig.add_trace(go.Scatter(x=curves["epoch"], y=curves[f"{group}_{metric}"], mode="lines+markers",
+                                 name=f"{name}: {group} classes", line=dict(color=color)))
+        if curves.get("baseline"):
+            value = curves["baseline"][f"{group}_{metric}"]
+            fig.add_trace(go.Scatter(x=[curves["epoch"][0], curves["epoch"][-1]], y=[value, value],
+                                     mode="lines", name=f"pixels: {group} classes",
+                                     line=dict(color=color, dash="dash")))
+    fig.update_layout(title=f"{label} of seen and unseen classes during training",
+                      template="plotly_white", height=380,
+                      xaxis=dict(title="epoch (0 = before training)", dtick=1),
+                      yaxis=dict(title=label), margin=dict(l=50, r=20, t=60, b=50))
+    return fig
