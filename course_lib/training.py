@@ -69,6 +69,7 @@ class History:
     records: list = field(default_factory=list)
     snapshots: list = field(default_factory=list)  # [N, d] arrays: before training, then per epoch
     snapshot_labels: np.ndarray | None = None
+    snapshot_indices: np.ndarray | None = None  # rows of eval_images the snapshots embed
     final_metrics: dict = field(default_factory=dict)
     collapse: str | None = None
 
@@ -243,6 +244,7 @@ def train(
         eval_subset = _subset(len(eval_images), eval_size, rng)
         if snapshot_size:
             snapshot = _subset(len(eval_images), snapshot_size, rng)
+            history.snapshot_indices = snapshot
             history.snapshot_labels = np.asarray(eval_labels)[snapshot]
             history.snapshots.append(embed(embedder, eval_images[snapshot]))
     initial_spread = spread(embed(embedder, eval_images[eval_subset])) if eval_subset is not None else 0.0

@@ -112,6 +112,7 @@ def test_training_improves_retrieval_and_records_every_field(mnist_small):
     assert history["mean_negative_distance"][-1] > history["mean_positive_distance"][-1]
     assert len(history.snapshots) == 3 and history.snapshots[0].shape == (50, 32)
     assert history.snapshot_labels.shape == (50,)
+    np.testing.assert_array_equal(history.snapshot_labels, ty[history.snapshot_indices])
     assert history.collapse is None
     assert set(history.to_dict()) >= {"records", "final_metrics", "options"}
 
