@@ -276,8 +276,9 @@ def train(
         if reason and history.collapse is None:
             history.collapse = f"epoch {epoch}: {reason}"
             warnings.warn(
-                f"{history.collapse}. Try a lower learning rate, a smaller margin, "
-                "semi-hard instead of hard mining, or larger batches.",
+                f"{history.collapse}. Try semi-hard instead of hard mining or a lower learning "
+                "rate; with hard mining, smaller batches also help (a smaller margin does not: "
+                "every batch-hard triplet is active until the embedding separates).",
                 RuntimeWarning,
                 stacklevel=2,
             )

@@ -1,0 +1,151 @@
+"""course_lib.demos.training_runs: the run cache, summaries and figures of lesson 05."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from course_lib.demos import training_runs as tr
+from course_lib.training import EpochRecord, History
+
+TINY = dict(epochs=2, steps_per_epoch=3, classes_per_batch=4, samples_per_class=4, embedding_dim=8,
+            eval_size=100, snapshot_size=40)
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 30)
+    # Class-dependent blobs of pixels, so the network can learn something in a few steps.
+    images = rng.integers(0, 60, size=(300, 28, 28), dtype=np.uint8)
+    for c in range(10):
+        images[labels == c, 2 * c:2 * c + 6, 4:24] = 220
+    order = rng.permutation(300)
+    train, held = order[:200], order[200:]
+    return images[train], labels[train], images[held], labels[held]
+
+
+@pytest.fixture(scope="module")
+def cache(tiny_data):
+    runs = tr.RunCache(*tiny_data, **TINY)
+    runs.get("semi-hard", 1e-3, 0.2)
+    runs.get("hard", 1e-2, 0.2)
+    return runs
+
+
+def fake_history(values, margin=0.2):
+    h = History(loss_name="triplet", options=dict(margin=margin))
+    for epoch, v in enumerate(values, start=1):
+        h.records.append(EpochRecord(epoch, 1.0 - v, 1.0, 0.1 * epoch, 0.2 * epoch, v, {"precision_at_1": v}, 0.5))
+    return h
+
+
+def test_run_key_sorted_and_checked():
+    key = tr.run_key("hard", 0.01, 1, epochs=3)
+    names = [name for name, _ in key]
+    assert names == sorted(names) and dict(key)["margin"] == 1.0 and dict(key)["epochs"] == 3
+    assert dict(key)["seed"] == tr.DEFAULTS["seed"]
+    assert tr.run_key("hard", 1e-2, 1.0, epochs=3) == key
+    with pytest.raises(ValueError, match="Unknown run settings"):
+        tr.run_key("hard", 1e-2, 1.0, epoch=3)
+
+
+def test_cache_trains_once_and_lookup_never_trains(cache):
+    assert cache.trained == 2 and len(cache) == 2
+    first = cache.get("semi-hard", 1e-3, 0.2)
+    assert cache.trained == 2 and cache.get("semi-hard", 0.001, 0.2) is first
+    assert cache.lookup("all", 1e-3, 0.2) is None and cache.trained == 2
+    assert cache.choices("mining") == ["hard", "semi-hard"]
+    assert cache.choices("learning_rate") == [1e-3, 1e-2]
+    history = first["history"]
+    assert len(history.records) == TINY["epochs"] and history.options == dict(mining="semi-hard", margin=0.2)
+    assert len(history.snapshots) == TINY["epochs"] + 1 and history.snapshots[0].shape == (40, 8)
+
+
+def test_same_settings_same_numbers(tiny_data, cache):
+    again = tr.RunCache(*tiny_data, **TINY).get("semi-hard", 1e-3, 0.2)["history"]
+    before = cache.lookup("semi-hard", 1e-3, 0.2)["history"]
+    np.testing.assert_allclose(again["loss"], before["loss"], rtol=1e-5)
+    np.testing.assert_allclose(again.snapshots[-1], before.snapshots[-1], rtol=1e-4, atol=1e-6)
+
+
+def test_summarize_reads_the_last_record(cache):
+    run = cache.lookup("hard", 1e-2, 0.2)
+    row = tr.summarize(run)
+    last = run["history"].records[-1]
+    assert (row["mining"], row["learning_rate"], row["margin"]) == ("hard", 0.01, 0.2)
+    assert row["loss"] == pytest.approx(last.loss) and row["spread"] == pytest.approx(last.spread)
+    assert row["precision_at_1"] == pytest.approx(last.metrics["precision_at_1"])
+    assert row["final_precision_at_1"] == pytest.approx(run["history"].final_metrics["precision_at_1"])
+    snap = run["history"].snapshots[0]
+    centred = snap - snap.mean(axis=0)
+    assert row["initial_spread"] == pytest.approx(np.sqrt(np.mean(np.sum(centred**2, axis=1))), rel=1e-5)
+    assert row["collapsed"] == (run["history"].collapse is not None)
+    table = tr.comparison_table({"a": run, "b": cache.lookup("semi-hard", 1e-3, 0.2)})
+    assert list(table.index) == ["a", "b"] and "epoch P@1>=0.9" in table.columns
+
+
+def test_first_epoch_reaching():
+    h = fake_history([0.5, 0.85, 0.93, 0.91])
+    assert tr.first_epoch_reaching(h, 0.9) == 3
+    assert tr.first_epoch_reaching(h, 0.95) is None
+    assert tr.first_epoch_reaching(h, 0.4) == 1
+
+
+def test_pair_distances_against_loops():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(9, 3)), np.array([0, 1, 0, 2, 1, 0, 2, 2, 1])
+    pos, neg = tr.pair_distances(x, y)
+    exp_pos = [np.linalg.norm(x[i] - x[j]) for i in range(9) for j in range(i + 1, 9) if y[i] == y[j]]
+    exp_neg = [np.linalg.norm(x[i] - x[j]) for i in range(9) for j in range(i + 1, 9) if y[i] != y[j]]
+    np.testing.assert_allclose(np.sort(pos), np.sort(exp_pos))
+    np.testing.assert_allclose(np.sort(neg), np.sort(exp_neg))
+    assert len(pos) + len(neg) == 9 * 8 // 2
+
+
+def test_run_name():
+    s = dict(tr.run_key("hard", 1e-2, 0.2, classes_per_batch=4, samples_per_class=4, l2_normalize=False))
+    assert tr.run_name({"settings": s}) == "hard, lr=0.01, m=0.2, B=16, l2_normalize=False"
+
+
+def test_figures(cache):
+    runs = {"semi": cache.lookup("semi-hard", 1e-3, 0.2), "hard": cache.lookup("hard", 1e-2, 0.2)}
+    fig = tr.diagnostics_figure(runs)
+    # per run: 4 panels + the margin line
+    assert len(fig.data) == 2 * 5
+    spread_trace = fig.data[3]
+    assert list(spread_trace.x) == [0, 1, 2]  # epoch 0 from the snapshot before training
+    assert spread_trace.y[0] == pytest.approx(tr.initial_spread(runs["semi"]["history"]))
+    margin_line = fig.data[4]
+    assert list(margin_line.y) == [0.2, 0.2]
+    hist = tr.distance_histograms(runs)
+    assert len(hist.data) == 4 and all(isinstance(t, go.Histogram) for t in hist.data)
+    pos, _ = tr.pair_distances(runs["semi"]["history"].snapshots[-1], runs["semi"]["history"].snapshot_labels)
+    assert len(hist.data[0].x) == len(pos)
+
+
+def test_explorer(cache):
+    state = tr.explorer_state(cache, "hard", 1e-2, 0.2)
+    assert not state["missing"] and state["run"] is cache.lookup("hard", 1e-2, 0.2)
+    assert list(state["others"]) == ["semi-hard, lr=0.001, m=0.2, B=16, embedding_dim=8"]
+    fig = tr.explorer_draw(state)
+    assert len(fig.data) == 2 * len(tr.EXPLORER_FIELDS)
+    assert fig.data[-1].line.width == 3  # the selected run is drawn last, thick
+    assert "hard, lr=0.01, m=0.2" in tr.explorer_readout(state)
+    missing = tr.explorer_state(cache, "all", 1e-2, 0.2)
+    assert missing["missing"] and "not precomputed" in tr.explorer_readout(missing)
+    assert len(tr.explorer_draw(missing).data) == 2 * len(tr.EXPLORER_FIELDS)
+    assert cache.trained == 2  # looking never trains
+
+
+def test_noise_check(cache):
+    from course_lib import retrieval
+
+    run = cache.lookup("semi-hard", 1e-3, 0.2)
+    h = run["history"]
+    result = tr.noise_check(run, noise_std=0.0)
+    expected = retrieval.evaluate(h.snapshots[-1], h.snapshot_labels)["precision_at_1"]
+    assert result["clean"] == result["noisy"] == pytest.approx(expected)
+    drowned = tr.noise_check(run, noise_std=100.0)  # noise far above every distance: chance level
+    assert drowned["noisy"] < result["clean"] or result["clean"] <= 0.3
