@@ -212,14 +212,22 @@ def train(
         optimizer = keras.optimizers.Adam(learning_rate)
         optimizer.build(model.trainable_variables)
 
+    def forward(images):
+        """(outputs the loss sees, features the statistics see): one pass for either model."""
+        if loss == "cross_entropy":  # backbone features, then the softmax head
+            features = embedder(images, training=True)
+            return model.get_layer("logits")(features), features
+        outputs = model(images, training=True)
+        return outputs, outputs
+
     def step(images, labels):
         with tf.GradientTape() as tape:
-            outputs = model(images, training=True)
+            outputs, features = forward(images)
             # value / num_replicas, also with cross_replica: see course_lib.distributed.
             value, scaled = distributed.replica_loss(loss_fn, labels, outputs, cross_replica)
         grads = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        features = embedder(images, training=False) if loss == "cross_entropy" else outputs
+        features = tf.stop_gradient(features)
         if cross_replica:
             labels, features = distributed.gather_batch(labels, features)
         return (value, *batch_statistics(labels, features, stats_margin, stats_mining, stats_metric))
