@@ -101,36 +101,69 @@ def triplet_loss(labels, embeddings, margin=1.0, mining="semi-hard", metric="euc
         d_ap = tf.gather(d, miners.hardest_positives(mined, pos), batch_dims=1)
         d_an = tf.gather(d, miners.closest_negatives(mined, neg), batch_dims=1)
         return _masked_mean(hinge(d_ap - d_an), tf.reduce_any(pos, axis=1) & has_neg)
-    # semi-hard: one triplet per positive pair, laid out as a [B, B] grid.
-    d_an = tf.gather(d, miners.semi_hard_negatives(mined, pos, neg), batch_dims=1)
-    return _masked_mean(hinge(d - d_an), pos & has_neg[:, None])
+    return _semi_hard(d, pos, neg, has_neg, hinge, soft, margin)
 
 
-def _over_positive_rounds(pos, per_round, num_outputs):
+def _semi_hard(d, pos, neg, has_neg, hinge, soft, margin):
+    """Mean hinge over positive pairs (a, p) whose anchor has a negative, semi-hard n.
+
+    The rounds of positives run without gradient and return the loss value
+    and its gradient W = dL/dD: each triplet adds h'(gap) at (a, p) and
+    -h'(gap) at (a, n), with h' = 1[gap + m > 0] (or sigmoid(gap) when
+    soft). The result is ``value + sum(W * (D - stop_gradient(D)))``: the
+    second term is 0, but carries W back into D, so no [B, B] gather or
+    scatter is differentiated inside the loop. (First derivatives only.)
+    """
+    mined = tf.stop_gradient(d)
+    search = miners.semi_hard_search(mined, neg)
+    anchors = tf.range(tf.shape(d)[0])
+
+    def per_round(p, in_round, weights):
+        n = search(p)
+        gap = tf.gather(mined, p, batch_dims=1) - tf.gather(mined, n, batch_dims=1)
+        valid = tf.cast(in_round & has_neg, d.dtype)
+        slope = (tf.sigmoid(gap) if soft else tf.cast(gap + margin > 0, d.dtype)) * valid
+        weights = tf.tensor_scatter_nd_add(weights, tf.stack([anchors, p], 1), slope)
+        weights = tf.tensor_scatter_nd_add(weights, tf.stack([anchors, n], 1), -slope)
+        return (tf.reduce_sum(hinge(gap) * valid), tf.reduce_sum(valid)), weights
+
+    (total, count), weights = _over_positive_rounds(pos, per_round, 2, budget=False, carry=tf.zeros_like(d))
+    value = tf.math.divide_no_nan(total, count)
+    return value + tf.math.divide_no_nan(tf.reduce_sum(weights * (d - mined)), count)
+
+
+def _over_positive_rounds(pos, per_round, num_outputs, budget=True, carry=None):
     """Sum ``per_round(p, in_round)`` over the positive rounds of the batch.
 
     In round r each anchor a takes its r-th positive p[a] (see
     :func:`course_lib.mining.positive_rounds`); ``in_round`` [B] says which
     anchors still have one. ``per_round`` returns ``num_outputs`` scalars to
-    accumulate. One [B, B] pass per round keeps memory at O(B^2) per round.
+    accumulate. Each round touches [B, B] values; the gradient keeps what a
+    round needs, so ``budget`` checks enumerations against
+    ``course_lib.mining.MAX_TRIPLET_ELEMENTS``. With ``carry`` (a tensor),
+    ``per_round(p, in_round, carry)`` returns ``(outputs, new_carry)`` and
+    the final carry is returned too.
     """
-    rounds = miners.positive_rounds(pos)
-    num_rounds = tf.reduce_max(rounds) + 1
-    check = miners.check_triplet_budget(miners.enumerated_values(pos), "this loss")
+    count_so_far = tf.cumsum(tf.cast(pos, tf.int32), axis=1)
+    positives = count_so_far[:, -1]
+    checks = [miners.check_triplet_budget(miners.enumerated_values(pos), "this loss")] if budget else []
 
-    def body(r, totals):
-        in_round_matrix = tf.equal(rounds, r)
-        p = tf.argmax(tf.cast(in_round_matrix, tf.int32), axis=1, output_type=tf.int32)
-        outputs = per_round(p, tf.reduce_any(in_round_matrix, axis=1))
-        return r + 1, tuple(t + o for t, o in zip(totals, outputs))
+    def body(r, totals, state):
+        p = miners.positive_of_round(count_so_far, r)
+        if carry is None:
+            outputs = per_round(p, positives > r)
+        else:
+            outputs, state = per_round(p, positives > r, state)
+        return r + 1, tuple(t + o for t, o in zip(totals, outputs)), state
 
-    with tf.control_dependencies([check]):
+    with tf.control_dependencies(checks):
         zeros = tuple(tf.constant(0.0) for _ in range(num_outputs))
-        _, totals = tf.while_loop(
-            lambda r, _: r < num_rounds, body, (tf.constant(0), zeros),
+        state = tf.constant(0.0) if carry is None else carry
+        _, totals, state = tf.while_loop(
+            lambda r, *_: r < tf.reduce_max(positives), body, (tf.constant(0), zeros, state),
             maximum_iterations=tf.shape(pos)[0],
         )
-    return totals
+    return totals if carry is None else (totals, state)
 
 
 def _batch_all(d, pos, neg, hinge, soft):

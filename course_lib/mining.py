@@ -100,38 +100,52 @@ def positive_of_round(pos_count_so_far, r):
     """[B] index of each anchor's r-th positive (``pos_count_so_far`` = cumsum of pos).
 
     It is the number of leading columns holding fewer than r + 1 positives:
-    a compare and a sum, cheaper than an argmax over a one-hot row.
+    a compare and a sum, cheaper than an argmax over a one-hot row. Anchors
+    with no r-th positive get the last index (callers mask them out).
     """
-    return tf.reduce_sum(tf.cast(pos_count_so_far <= r, tf.int32), axis=1)
+    p = tf.reduce_sum(tf.cast(pos_count_so_far <= r, tf.int32), axis=1)
+    return tf.minimum(p, tf.shape(pos_count_so_far)[1] - 1)
+
+
+def semi_hard_search(distances, neg):
+    """A function ``p -> n``: the semi-hard negative of each pair (a, p[a]), both [B].
+
+    n = argmin { D(a, n) : n negative of a, D(a, n) > D(a, p) }, or the
+    farthest negative of a when no negative is farther than p. Ties go to
+    the lowest index. The per-batch work (masking, the fallback) is done
+    once; each call is one [B, B] pass.
+    """
+    distances = tf.stop_gradient(distances)
+    inf = tf.constant(float("inf"), distances.dtype)
+    neg_distances = tf.where(neg, distances, inf)
+    fallback = farthest_negatives(distances, neg)
+
+    def search(p):
+        d_ap = tf.gather(distances, p, batch_dims=1)  # [B]
+        farther = tf.where(neg_distances > d_ap[:, None], neg_distances, inf)
+        n = tf.argmin(farther, axis=1, output_type=tf.int32)
+        return tf.where(tf.gather(farther, n, batch_dims=1) < inf, n, fallback)
+
+    return search
 
 
 def semi_hard_negatives(distances, pos, neg):
     """[B, B] int32: for each positive pair (a, p), the index of its semi-hard negative.
 
-    n(a, p) = argmin { D(a, n) : n negative of a, D(a, n) > D(a, p) }, or the
-    farthest negative of a when no negative is farther than p. Entries that
-    are not positive pairs, or whose anchor has no negative, are meaningless.
-    Ties go to the lowest index. One [B, B] pass per positive round:
-    O(B^2 K) time and O(B^2) memory for a P x K batch.
+    Entries that are not positive pairs, or whose anchor has no negative,
+    are meaningless. One [B, B] pass per positive round (see
+    :func:`semi_hard_search`): O(B^2 K) time, O(B^2) memory for P x K batches.
     """
-    distances = tf.stop_gradient(distances)
-    batch = tf.shape(distances)[0]
-    inf = tf.constant(float("inf"), distances.dtype)
-    neg_distances = tf.where(neg, distances, inf)
-    fallback = farthest_negatives(distances, neg)
+    search = semi_hard_search(distances, neg)
     count_so_far = tf.cumsum(tf.cast(pos, tf.int32), axis=1)
-    num_rounds = tf.reduce_max(count_so_far[:, -1:])
+    batch = tf.shape(pos)[0]
 
     def one_round(r, by_round):
-        p = positive_of_round(count_so_far, r)
-        d_ap = tf.gather(distances, tf.minimum(p, batch - 1), batch_dims=1)  # [B]
-        farther = tf.where(neg_distances > d_ap[:, None], neg_distances, inf)
-        n = tf.argmin(farther, axis=1, output_type=tf.int32)
-        n = tf.where(tf.gather(farther, n, batch_dims=1) < inf, n, fallback)
+        n = search(positive_of_round(count_so_far, r))
         return r + 1, tf.tensor_scatter_nd_update(by_round, [[r]], n[None, :])
 
     _, by_round = tf.while_loop(  # by_round[r, a]: negative for a's r-th positive
-        lambda r, _: r < num_rounds,
+        lambda r, _: r < tf.reduce_max(count_so_far[:, -1]),
         one_round,
         (tf.constant(0), tf.zeros([batch, batch], tf.int32)),
         maximum_iterations=batch,
