@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 FIRST_LESSON := notebooks/00_tour.ipynb
 
-.PHONY: lab test install benchmark data clean
+.PHONY: lab test test-quick test-ui install benchmark data clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version.split()[0]'
@@ -28,6 +28,12 @@ lab: install
 
 test: install
 	$(BIN)/python -m pytest
+
+test-quick: install   # everything but the browser tests
+	$(BIN)/python -m pytest -m "not ui"
+
+test-ui: install      # only the browser tests (JupyterLab in headless Chromium)
+	$(BIN)/python -m pytest tests/ui -v
 
 benchmark: install
 	$(BIN)/python benchmarks/losses.py

@@ -55,6 +55,8 @@ OPTION_LOSSES = {
 }
 
 DEFAULT_MARGIN = {"triplet": 0.2, "contrastive": 1.0}
+# Enough for the README targets on 2 CPU cores: MNIST P@1 >= 0.97, Fashion-MNIST >= 0.85.
+DEFAULT_EPOCHS = {"mnist": 5, "fashion_mnist": 10}
 MONITOR_SIZE = 2000  # test images scored after every epoch while training
 
 FILES = {
@@ -166,8 +168,8 @@ def add_train_command(commands):
                             "the raw projection (default: normalize)")
 
     group = parser.add_argument_group("training")
-    group.add_argument("--epochs", type=int, default=5, metavar="N",
-                       help="number of epochs (default: 5)")
+    group.add_argument("--epochs", type=int, default=None, metavar="N",
+                       help="number of epochs (default: 5 for mnist, 10 for fashion_mnist)")
     group.add_argument("--classes-per-batch", type=int, default=8, metavar="P",
                        help=f"P, classes in each batch, 2 to {NUM_CLASSES} (default: 8)")
     group.add_argument("--samples-per-class", type=int, default=8, metavar="K",
@@ -203,7 +205,7 @@ def check_train_args(args):
         return "--l2-reg must be >= 0"
     if args.embedding_dim is not None and args.embedding_dim < 2:
         return "--embedding-dim must be >= 2"
-    if args.epochs < 1:
+    if args.epochs is not None and args.epochs < 1:
         return "--epochs must be >= 1"
     if not 2 <= args.classes_per_batch <= NUM_CLASSES:
         return f"--classes-per-batch must be between 2 and {NUM_CLASSES}"
@@ -261,7 +263,7 @@ def train_settings(args):
         "loss_options": loss_options(args),
         "embedding_dim": (args.embedding_dim or 64) if ranking else 128,  # 128: the backbone
         "l2_normalize": (args.l2_normalize is not False) if ranking else False,
-        "epochs": args.epochs,
+        "epochs": args.epochs or DEFAULT_EPOCHS[args.dataset],
         "classes_per_batch": args.classes_per_batch,
         "samples_per_class": args.samples_per_class,
         "steps_per_epoch": args.steps_per_epoch,
@@ -304,7 +306,7 @@ def run_train(args):
         model, train_images, train_labels,
         loss=args.loss, loss_options=settings["loss_options"],
         eval_images=test_images[monitor], eval_labels=test_labels[monitor],
-        epochs=args.epochs, classes_per_batch=args.classes_per_batch,
+        epochs=settings["epochs"], classes_per_batch=args.classes_per_batch,
         samples_per_class=args.samples_per_class, steps_per_epoch=args.steps_per_epoch,
         learning_rate=args.learning_rate, seed=args.seed, eval_size=MONITOR_SIZE,
     )

@@ -57,12 +57,32 @@ class Interactive(widgets.VBox):
 
 
 def replace_figure(target, figure):
-    """Make the ``FigureWidget`` ``target`` show ``figure``: its traces, layout and frames."""
+    """Make the ``FigureWidget`` ``target`` show ``figure``: its traces and layout.
+
+    Assigning a layout sends only the keys the new layout has, so a key the
+    new figure lacks (a title, a shape) would stay on the page while Python
+    thinks it is gone: those keys are cleared first (tests/ui catches this).
+    """
+    stale = _stale_paths(target.layout.to_plotly_json(), figure.layout.to_plotly_json())
+    if stale:
+        target.plotly_relayout({path: None for path in stale})
     with target.batch_update():
         target.data = []
         target.add_traces(list(figure.data))
         target.layout = figure.layout
     return target
+
+
+def _stale_paths(old, new, prefix=""):
+    """Dotted paths of the keys in layout ``old`` that layout ``new`` lacks."""
+    paths = []
+    for key, value in old.items():
+        path = f"{prefix}{key}"
+        if key not in new:
+            paths.append(path)
+        elif isinstance(value, dict) and isinstance(new[key], dict):
+            paths += _stale_paths(value, new[key], path + ".")
+    return paths
 
 
 def slider(value, low, high, step, description, integer=False):

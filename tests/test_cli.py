@@ -123,7 +123,8 @@ def test_defaults():
     assert settings["loss"] == "triplet"
     assert settings["loss_options"] == {"margin": 0.2, "mining": "semi-hard", "metric": "euclidean"}
     assert settings["embedding_dim"] == 64 and settings["l2_normalize"] is True
-    assert settings["epochs"] == 5
+    assert settings["epochs"] == cli.DEFAULT_EPOCHS["fashion_mnist"] == 10
+    assert cli.train_settings(cli.build_parser().parse_args(["train", "--dataset", "mnist"]))["epochs"] == 5
     assert settings["classes_per_batch"] == settings["samples_per_class"] == 8
     assert settings["learning_rate"] == 1e-3 and settings["projection"] == "pca"
     assert str(cli.default_out_dir("mnist", "triplet")).startswith("runs/mnist-triplet-")
