@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 
-def _masked_mean(values, mask):
+def masked_mean(values, mask):
     """Mean of ``values`` where ``mask`` is True; 0 (and zero gradient) when none is."""
     mask = tf.cast(mask, values.dtype)
     return tf.math.divide_no_nan(tf.reduce_sum(values * mask), tf.reduce_sum(mask))
@@ -60,7 +60,7 @@ def contrastive_loss(labels, embeddings, margin=1.0, metric="euclidean"):
     same = tf.equal(y[:, None], y[None, :])
     per_pair = 0.5 * tf.where(same, tf.square(d), tf.square(tf.nn.relu(margin - d)))
     off_diagonal = tf.logical_not(tf.eye(tf.shape(y)[0], dtype=tf.bool))
-    return _masked_mean(per_pair, off_diagonal)
+    return masked_mean(per_pair, off_diagonal)
 
 
 # -------------------------------------------------------------------- triplet
@@ -100,7 +100,7 @@ def triplet_loss(labels, embeddings, margin=1.0, mining="semi-hard", metric="euc
     if mining == "hard":
         d_ap = tf.gather(d, miners.hardest_positives(mined, pos), batch_dims=1)
         d_an = tf.gather(d, miners.closest_negatives(mined, neg), batch_dims=1)
-        return _masked_mean(hinge(d_ap - d_an), tf.reduce_any(pos, axis=1) & has_neg)
+        return masked_mean(hinge(d_ap - d_an), tf.reduce_any(pos, axis=1) & has_neg)
     return _semi_hard(d, pos, neg, has_neg, hinge, soft, margin)
 
 
@@ -216,10 +216,10 @@ def npairs_loss(labels, embeddings, l2_reg=0.002):
     )
     num_pairs = tf.reduce_sum(tf.cast(is_anchor, tf.float32))
     l2 = 0.25 * l2_reg * (
-        _masked_mean(tf.reduce_sum(tf.square(x), 1), is_anchor)
-        + _masked_mean(tf.reduce_sum(tf.square(positives), 1), is_anchor)
+        masked_mean(tf.reduce_sum(tf.square(x), 1), is_anchor)
+        + masked_mean(tf.reduce_sum(tf.square(positives), 1), is_anchor)
     )
-    loss = _masked_mean(cross_entropy, is_anchor) + l2
+    loss = masked_mean(cross_entropy, is_anchor) + l2
     return tf.where(num_pairs >= 2, loss, 0.0)
 
 

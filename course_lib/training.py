@@ -34,6 +34,7 @@ import tensorflow as tf
 
 from course_lib import distributed
 from course_lib import losses as losses_module
+from course_lib.losses import masked_mean
 from course_lib import retrieval
 from course_lib.data import pk_batch_plan, to_float
 from course_lib.distances import pairwise_distances
@@ -109,19 +110,14 @@ def batch_statistics(labels, embeddings, margin=1.0, mining="semi-hard", metric=
     """Mean positive / negative distance and the share of active triplets in one batch."""
     d = tf.stop_gradient(pairwise_distances(embeddings, metric))
     pos, neg = positive_mask(labels), negative_mask(labels)
-    mean_pos = _masked_mean(d, pos)
-    mean_neg = _masked_mean(d, neg)
+    mean_pos = masked_mean(d, pos)
+    mean_neg = masked_mean(d, neg)
     a, p, n = mine_triplets_from_distances(labels, d, mining)
     gap = tf.gather_nd(d, tf.stack([a, p], 1)) - tf.gather_nd(d, tf.stack([a, n], 1))
     active = tf.math.divide_no_nan(
         tf.reduce_sum(tf.cast(gap + margin > 0, tf.float32)), tf.cast(tf.size(gap), tf.float32)
     )
     return mean_pos, mean_neg, active
-
-
-def _masked_mean(values, mask):
-    mask = tf.cast(mask, values.dtype)
-    return tf.math.divide_no_nan(tf.reduce_sum(values * mask), tf.reduce_sum(mask))
 
 
 def embed(model, images, batch_size=1000):

@@ -33,6 +33,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from course_lib import distributed, losses, mining, viz
+from course_lib.demos.geometry import distances_numpy
 
 # ------------------------------------------------------------ 1. counting
 def pk_counts(batch_size=32, samples_per_class=4):
@@ -186,10 +187,8 @@ TOY_POINTS = np.array([
 TOY_LABELS = np.repeat(np.arange(4), 3)
 
 
-def distance_matrix(points):
-    """Euclidean distances [N, N] in NumPy (float64)."""
-    points = np.asarray(points, dtype=np.float64)
-    return np.sqrt(np.sum((points[:, None, :] - points[None, :, :]) ** 2, axis=-1))
+#: Euclidean distances [N, N] in NumPy (float64), shared with the geometry demos.
+distance_matrix = distances_numpy
 
 
 def classify_triplets(distances, labels, triplets, margin):

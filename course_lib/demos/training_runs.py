@@ -31,6 +31,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from course_lib import viz
+from course_lib.demos.geometry import distances_numpy
 
 #: Settings of a run besides (mining, learning_rate, margin); RunCache defaults.
 DEFAULTS = dict(
@@ -192,7 +193,7 @@ def pair_distances(embeddings, labels):
     """Distances of all positive and of all negative pairs (i < j) of a snapshot (NumPy)."""
     x = np.asarray(embeddings, dtype=np.float64)
     y = np.asarray(labels).reshape(-1)
-    d = np.sqrt(np.maximum(np.sum((x[:, None] - x[None]) ** 2, axis=-1), 0.0))
+    d = distances_numpy(x)
     upper = np.triu(np.ones_like(d, dtype=bool), k=1)
     same = y[:, None] == y[None, :]
     return d[upper & same], d[upper & ~same]
