@@ -23,8 +23,12 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 
 install: $(STAMP)
 
+# Token authentication stays on; JupyterLab prints the URL with its token.
+# As root (containers, these course machines) JupyterLab needs --allow-root.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: install
-	$(BIN)/jupyter lab $(FIRST_LESSON)
+	$(BIN)/jupyter lab $(ALLOW_ROOT) $(FIRST_LESSON)
 
 test: install
 	$(BIN)/python -m pytest
