@@ -123,8 +123,9 @@ def _semi_hard(d, pos, neg, has_neg, hinge, soft, margin):
         gap = tf.gather(mined, p, batch_dims=1) - tf.gather(mined, n, batch_dims=1)
         valid = tf.cast(in_round & has_neg, d.dtype)
         slope = (tf.sigmoid(gap) if soft else tf.cast(gap + margin > 0, d.dtype)) * valid
-        weights = tf.tensor_scatter_nd_add(weights, tf.stack([anchors, p], 1), slope)
-        weights = tf.tensor_scatter_nd_add(weights, tf.stack([anchors, n], 1), -slope)
+        # One scatter for both ends (each scatter copies the [B, B] weights).
+        where_to = tf.concat([tf.stack([anchors, p], 1), tf.stack([anchors, n], 1)], axis=0)
+        weights = tf.tensor_scatter_nd_add(weights, where_to, tf.concat([slope, -slope], axis=0))
         return (tf.reduce_sum(hinge(gap) * valid), tf.reduce_sum(valid)), weights
 
     (total, count), weights = _over_positive_rounds(pos, per_round, 2, budget=False, carry=tf.zeros_like(d))
