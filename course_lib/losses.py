@@ -118,7 +118,8 @@ def _semi_hard(d, pos, neg, has_neg, hinge, soft, margin):
     search = miners.semi_hard_search(mined, neg)
     anchors = tf.range(tf.shape(d)[0])
 
-    def per_round(p, in_round, weights):
+    def per_round(p, in_round, state):
+        (total, count), weights = state
         n = search(p)
         gap = tf.gather(mined, p, batch_dims=1) - tf.gather(mined, n, batch_dims=1)
         valid = tf.cast(in_round & has_neg, d.dtype)
@@ -126,45 +127,30 @@ def _semi_hard(d, pos, neg, has_neg, hinge, soft, margin):
         # One scatter for both ends (each scatter copies the [B, B] weights).
         where_to = tf.concat([tf.stack([anchors, p], 1), tf.stack([anchors, n], 1)], axis=0)
         weights = tf.tensor_scatter_nd_add(weights, where_to, tf.concat([slope, -slope], axis=0))
-        return (tf.reduce_sum(hinge(gap) * valid), tf.reduce_sum(valid)), weights
+        return (total + tf.reduce_sum(hinge(gap) * valid), count + tf.reduce_sum(valid)), weights
 
-    (total, count), weights = _over_positive_rounds(pos, per_round, 2, budget=False, carry=tf.zeros_like(d))
+    initial = ((tf.constant(0.0), tf.constant(0.0)), tf.zeros_like(d))
+    (total, count), weights = miners.over_positive_rounds(pos, per_round, initial)
     value = tf.math.divide_no_nan(total, count)
     return value + tf.math.divide_no_nan(tf.reduce_sum(weights * (d - mined)), count)
 
 
-def _over_positive_rounds(pos, per_round, num_outputs, budget=True, carry=None):
-    """Sum ``per_round(p, in_round)`` over the positive rounds of the batch.
+def _enumeration_guard(pos):
+    """Control dependency refusing batches above ``course_lib.mining.MAX_TRIPLET_ELEMENTS``.
 
-    In round r each anchor a takes its r-th positive p[a] (see
-    :func:`course_lib.mining.positive_rounds`); ``in_round`` [B] says which
-    anchors still have one. ``per_round`` returns ``num_outputs`` scalars to
-    accumulate. Each round touches [B, B] values; the gradient keeps what a
-    round needs, so ``budget`` checks enumerations against
-    ``course_lib.mining.MAX_TRIPLET_ELEMENTS``. With ``carry`` (a tensor),
-    ``per_round(p, in_round, carry)`` returns ``(outputs, new_carry)`` and
-    the final carry is returned too.
+    Batch-all and angular keep one [B, B] slice per round for the gradient.
     """
-    count_so_far = tf.cumsum(tf.cast(pos, tf.int32), axis=1)
-    positives = count_so_far[:, -1]
-    checks = [miners.check_triplet_budget(miners.enumerated_values(pos), "this loss")] if budget else []
+    return tf.control_dependencies([miners.check_triplet_budget(miners.enumerated_values(pos), "this loss")])
 
-    def body(r, totals, state):
-        p = miners.positive_of_round(count_so_far, r)
-        if carry is None:
-            outputs = per_round(p, positives > r)
-        else:
-            outputs, state = per_round(p, positives > r, state)
-        return r + 1, tuple(t + o for t, o in zip(totals, outputs)), state
 
-    with tf.control_dependencies(checks):
-        zeros = tuple(tf.constant(0.0) for _ in range(num_outputs))
-        state = tf.constant(0.0) if carry is None else carry
-        _, totals, state = tf.while_loop(
-            lambda r, *_: r < tf.reduce_max(positives), body, (tf.constant(0), zeros, state),
-            maximum_iterations=tf.shape(pos)[0],
-        )
-    return totals if carry is None else (totals, state)
+def _sum_over_rounds(pos, per_round):
+    """(total, count): ``per_round(p, in_round) -> (total, count)`` summed over the rounds."""
+
+    def add(p, in_round, sums):
+        return tuple(s + v for s, v in zip(sums, per_round(p, in_round)))
+
+    with _enumeration_guard(pos):
+        return miners.over_positive_rounds(pos, add, (tf.constant(0.0), tf.constant(0.0)))
 
 
 def _batch_all(d, pos, neg, hinge, soft):
@@ -182,7 +168,7 @@ def _batch_all(d, pos, neg, hinge, soft):
         counted = valid if soft else tf.cast(losses > 0, d.dtype)
         return tf.reduce_sum(losses), tf.reduce_sum(counted)
 
-    total, active = _over_positive_rounds(pos, per_round, 2)
+    total, active = _sum_over_rounds(pos, per_round)
     return tf.math.divide_no_nan(total, active)
 
 
@@ -261,7 +247,7 @@ def angular_loss(labels, embeddings, alpha_degrees=45.0):
         valid = tf.cast(in_round & has_neg, tf.float32)
         return tf.reduce_sum(pair_loss * valid), tf.reduce_sum(valid)
 
-    total, count = _over_positive_rounds(pos, per_round, 2)
+    total, count = _sum_over_rounds(pos, per_round)
     return tf.math.divide_no_nan(total, count)
 
 

@@ -24,10 +24,10 @@ shapes are fixed, which keeps them usable under XLA (Keras compiles with XLA
 by default).
 
 Cost: hard mining is O(B^2) time and memory. Semi-hard mining visits the
-positives in *rounds* (round r: each anchor takes its r-th positive) and does
-one [B, B] pass per round: O(B^2 K) time, O(B^2) memory for a P x K batch,
-with no sort and no [B, B, B] tensor (TF Addons tiles D B times: 22 GiB at
-B = 1024).
+positives in *rounds* (:func:`over_positive_rounds`; round r: each anchor
+takes its r-th positive) and does one [B, B] pass per round: O(B^2 K) time,
+O(B^2) memory for a P x K batch, with no sort and no [B, B, B] tensor (TF
+Addons tiles D B times: 22 GiB at B = 1024).
 """
 
 from __future__ import annotations
@@ -85,17 +85,6 @@ def farthest_negatives(distances, neg):
     return tf.argmax(tf.where(neg, distances, -1.0), axis=1, output_type=tf.int32)
 
 
-def positive_rounds(pos):
-    """Number the positives of each anchor 0, 1, 2, ... by index: [B, B] int32.
-
-    Round r pairs every anchor with its r-th positive, so one round is a
-    single [B, B] pass and a P x K batch needs K - 1 rounds. Entries that are
-    not positive pairs hold -1.
-    """
-    rank = tf.cumsum(tf.cast(pos, tf.int32), axis=1) - 1
-    return tf.where(pos, rank, -1)
-
-
 def positive_of_round(pos_count_so_far, r):
     """[B] index of each anchor's r-th positive (``pos_count_so_far`` = cumsum of pos).
 
@@ -132,6 +121,28 @@ def semi_hard_search(distances, neg):
     return search
 
 
+def over_positive_rounds(pos, per_round, initial):
+    """Fold ``state = per_round(p, in_round, state)`` over the rounds of positives.
+
+    In round r every anchor a takes its r-th positive p[a] (by index), so a
+    P x K batch has K - 1 rounds and each round is a handful of [B, B]
+    passes; ``in_round`` [B] says which anchors still have an r-th positive.
+    ``initial`` is the starting state (a tensor or a tuple of tensors). The
+    semi-hard miner and the enumerating losses all run on this loop.
+    """
+    count_so_far = tf.cumsum(tf.cast(pos, tf.int32), axis=1)
+    positives = count_so_far[:, -1]
+
+    def body(r, state):
+        return r + 1, per_round(positive_of_round(count_so_far, r), positives > r, state)
+
+    _, state = tf.while_loop(
+        lambda r, _: r < tf.reduce_max(positives), body, (tf.constant(0), initial),
+        maximum_iterations=tf.shape(pos)[0],
+    )
+    return state
+
+
 def semi_hard_negatives(distances, pos, neg):
     """[B, B] int32: for each positive pair (a, p), the index of its semi-hard negative.
 
@@ -140,21 +151,15 @@ def semi_hard_negatives(distances, pos, neg):
     :func:`semi_hard_search`): O(B^2 K) time, O(B^2) memory for P x K batches.
     """
     search = semi_hard_search(distances, neg)
-    count_so_far = tf.cumsum(tf.cast(pos, tf.int32), axis=1)
-    batch = tf.shape(pos)[0]
+    anchors = tf.range(tf.shape(pos)[0])
 
-    def one_round(r, by_round):
-        n = search(positive_of_round(count_so_far, r))
-        return r + 1, tf.tensor_scatter_nd_update(by_round, [[r]], n[None, :])
+    def one_round(p, in_round, by_pair):
+        # Each pair (a, p) is visited once: adding to 0 sets it; anchors out of
+        # the round add 0 wherever their clipped p points.
+        n = search(p) * tf.cast(in_round, tf.int32)
+        return tf.tensor_scatter_nd_add(by_pair, tf.stack([anchors, p], 1), n)
 
-    _, by_round = tf.while_loop(  # by_round[r, a]: negative for a's r-th positive
-        lambda r, _: r < tf.reduce_max(count_so_far[:, -1]),
-        one_round,
-        (tf.constant(0), tf.zeros([batch, batch], tf.int32)),
-        maximum_iterations=batch,
-    )
-    rank = tf.maximum(count_so_far - 1, 0)  # round of pair (a, p)
-    return tf.gather(tf.transpose(by_round), rank, batch_dims=1)
+    return over_positive_rounds(pos, one_round, tf.zeros(tf.shape(pos), tf.int32))
 
 
 # ------------------------------------------------------- index-triplet miners

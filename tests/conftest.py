@@ -99,3 +99,15 @@ def random_batch():
 @pytest.fixture
 def clustered_batch():
     return make_clustered_batch
+
+
+def finite_difference_gradient(f, x, h=1e-6):
+    """Central differences of a scalar NumPy function f at x (float64)."""
+    x = np.asarray(x, np.float64)
+    grad = np.zeros_like(x)
+    for idx in np.ndindex(*x.shape):
+        up, down = x.copy(), x.copy()
+        up[idx] += h
+        down[idx] -= h
+        grad[idx] = (f(up) - f(down)) / (2 * h)
+    return grad

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import reference as ref
-from conftest import all_batches, make_pk_batch
+from conftest import all_batches, finite_difference_gradient, make_pk_batch
 
 from course_lib import distances as dist_mod
 from course_lib.distances import cross_distances, pairwise_distances
@@ -113,17 +113,6 @@ def test_duplicate_rows_are_at_distance_about_zero(metric):
     np.testing.assert_allclose(d[1], d[4], rtol=1e-4, atol=tol)
 
 
-def _finite_difference_gradient(f, x, h=1e-6):
-    x = np.asarray(x, np.float64)
-    grad = np.zeros_like(x)
-    for idx in np.ndindex(*x.shape):
-        up, down = x.copy(), x.copy()
-        up[idx] += h
-        down[idx] -= h
-        grad[idx] = (f(up) - f(down)) / (2 * h)
-    return grad
-
-
 @pytest.mark.parametrize("metric", METRICS)
 def test_gradient_matches_finite_differences(metric):
     rng = np.random.default_rng(7)
@@ -133,7 +122,7 @@ def test_gradient_matches_finite_differences(metric):
     def f(v):
         return float(np.sum(w * ref.pairwise_distances(v, metric)))
 
-    expected = _finite_difference_gradient(f, x)
+    expected = finite_difference_gradient(f, x)
     xt = tf.constant(x, tf.float32)
     with tf.GradientTape() as tape:
         tape.watch(xt)

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import reference as ref
-from conftest import all_batches, make_pk_batch, make_random_batch
+from conftest import all_batches, finite_difference_gradient, make_pk_batch, make_random_batch
 
 from course_lib import losses as L
 from course_lib import mining as course_mining
@@ -143,17 +143,6 @@ def test_angular_steep_angle_stays_finite_and_exact(alpha):
 # ---------------------------------------------------------------------------
 # gradients against finite differences of the float64 reference
 # ---------------------------------------------------------------------------
-def _finite_difference_gradient(f, x, h=1e-6):
-    x = np.asarray(x, np.float64)
-    grad = np.zeros_like(x)
-    for idx in np.ndindex(*x.shape):
-        up, down = x.copy(), x.copy()
-        up[idx] += h
-        down[idx] -= h
-        grad[idx] = (f(up) - f(down)) / (2 * h)
-    return grad
-
-
 GRAD_CASES = [
     ("contrastive", "euclidean", {}),
     ("contrastive", "cosine", {"margin": 0.5}),
@@ -179,7 +168,7 @@ def test_gradient_matches_finite_differences(name, metric, kwargs):
         kwargs = dict(kwargs, metric=metric)
     lib = getattr(L, f"{name}_loss")
     reference = getattr(ref, f"{name}_loss")
-    expected = _finite_difference_gradient(lambda v: reference(labels, v, **kwargs), x)
+    expected = finite_difference_gradient(lambda v: reference(labels, v, **kwargs), x)
     _, got = grad_of(lambda e: lib(labels, e, **kwargs), x)
     assert np.abs(expected).max() > 1e-3  # the case does have a gradient
     np.testing.assert_allclose(got, expected, rtol=1e-2, atol=2e-3)
