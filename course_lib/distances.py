@@ -75,6 +75,28 @@ def cross_distances(queries, gallery, metric="euclidean"):
     return _safe_sqrt(squared)
 
 
+def paired_distances(a, b, metric="euclidean"):
+    """Row by row distances ``d(a_i, b_i)``: [N] float32 for ``a``, ``b`` [N, D].
+
+    Computed from the difference ``a_i - b_i`` itself (no expansion), so
+    identical rows give exactly 0, with a zero gradient. The losses use it
+    to differentiate only the pairs a miner picked, O(N D) instead of the
+    whole [B, B] matrix.
+    """
+    check_choice("metric", metric, METRICS)
+    a, b = as_embeddings(a, name="a"), as_embeddings(b, name="b")
+    if a.shape.is_fully_defined() and b.shape.is_fully_defined() and a.shape != b.shape:
+        raise ValueError(f"`a` and `b` must have the same shape [N, D], got {a.shape} and {b.shape}.")
+    if metric == "cosine":
+        a = tf.math.l2_normalize(a, axis=1, epsilon=1e-12)
+        b = tf.math.l2_normalize(b, axis=1, epsilon=1e-12)
+        return tf.maximum(1.0 - tf.reduce_sum(a * b, axis=1), 0.0)
+    squared = tf.reduce_sum(tf.square(a - b), axis=1)
+    if metric == "squared_euclidean":
+        return squared
+    return _safe_sqrt(squared)
+
+
 def pairwise_distances(embeddings, metric="euclidean"):
     """All pairwise distances of a batch: [B, B] float32.
 

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from course_lib import mining as miners
 from course_lib._checks import as_embeddings, as_labels, check_choice, check_positive
-from course_lib.distances import METRICS, pairwise_distances
+from course_lib.distances import METRICS, paired_distances, pairwise_distances
 from course_lib.mining import STRATEGIES, negative_mask, positive_mask
 
 __all__ = [
@@ -101,38 +101,47 @@ def triplet_loss(labels, embeddings, margin=1.0, mining="semi-hard", metric="euc
         d_ap = tf.gather(d, miners.hardest_positives(mined, pos), batch_dims=1)
         d_an = tf.gather(d, miners.closest_negatives(mined, neg), batch_dims=1)
         return masked_mean(hinge(d_ap - d_an), tf.reduce_any(pos, axis=1) & has_neg)
-    return _semi_hard(d, pos, neg, has_neg, hinge, soft, margin)
+    return _semi_hard(x, d, pos, neg, has_neg, hinge, soft, margin, metric)
 
 
-def _semi_hard(d, pos, neg, has_neg, hinge, soft, margin):
+def _semi_hard(x, d, pos, neg, has_neg, hinge, soft, margin, metric):
     """Mean hinge over positive pairs (a, p) whose anchor has a negative, semi-hard n.
 
-    The rounds of positives run without gradient and return the loss value
-    and its gradient W = dL/dD: each triplet adds h'(gap) at (a, p) and
-    -h'(gap) at (a, n), with h' = 1[gap + m > 0] (or sigmoid(gap) when
-    soft). The result is ``value + sum(W * (D - stop_gradient(D)))``: the
-    second term is 0, but carries W back into D, so no [B, B] gather or
-    scatter is differentiated inside the loop. (First derivatives only.)
+    The rounds of positives run without gradient through the loop and return
+    the loss value and its gradient G = dL/dx, [B, dim]: in each round the
+    triplets (a, p[a], n[a]) are differentiated on their own embeddings
+    (:func:`_triplet_gradient`), never through the [B, B] distances. The
+    result is ``value + sum(G * (x - stop_gradient(x)))``: the second term
+    is 0 but carries G back to the embeddings. (First derivatives only.)
     """
-    mined = tf.stop_gradient(d)
+    mined, fixed = tf.stop_gradient(d), tf.stop_gradient(x)
     search = miners.semi_hard_search(mined, neg)
-    anchors = tf.range(tf.shape(d)[0])
 
     def per_round(p, in_round, state):
-        (total, count), weights = state
+        total, count, grad = state
         n = search(p)
         gap = tf.gather(mined, p, batch_dims=1) - tf.gather(mined, n, batch_dims=1)
         valid = tf.cast(in_round & has_neg, d.dtype)
-        slope = (tf.sigmoid(gap) if soft else tf.cast(gap + margin > 0, d.dtype)) * valid
-        # One scatter for both ends (each scatter copies the [B, B] weights).
-        where_to = tf.concat([tf.stack([anchors, p], 1), tf.stack([anchors, n], 1)], axis=0)
-        weights = tf.tensor_scatter_nd_add(weights, where_to, tf.concat([slope, -slope], axis=0))
-        return (total + tf.reduce_sum(hinge(gap) * valid), count + tf.reduce_sum(valid)), weights
+        slope = (tf.sigmoid(gap) if soft else tf.cast(gap + margin > 0, d.dtype)) * valid  # h'(gap)
+        grad += _triplet_gradient(fixed, p, n, slope, metric)
+        return total + tf.reduce_sum(hinge(gap) * valid), count + tf.reduce_sum(valid), grad
 
-    initial = ((tf.constant(0.0), tf.constant(0.0)), tf.zeros_like(d))
-    (total, count), weights = miners.over_positive_rounds(pos, per_round, initial)
-    value = tf.math.divide_no_nan(total, count)
-    return value + tf.math.divide_no_nan(tf.reduce_sum(weights * (d - mined)), count)
+    initial = (tf.constant(0.0), tf.constant(0.0), tf.zeros_like(fixed))
+    total, count, grad = miners.over_positive_rounds(pos, per_round, initial)
+    return tf.math.divide_no_nan(total + tf.reduce_sum(grad * (x - fixed)), count)
+
+
+def _triplet_gradient(x, p, n, slope, metric):
+    """d/dx of  sum_a slope[a] * (D(x_a, x_p[a]) - D(x_a, x_n[a])), [B, dim].
+
+    O(B dim) per call: only the B triplets' embeddings are differentiated.
+    """
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        d_ap = paired_distances(x, tf.gather(x, p), metric)
+        d_an = paired_distances(x, tf.gather(x, n), metric)
+        weighted = tf.reduce_sum(slope * (d_ap - d_an))
+    return tf.convert_to_tensor(tape.gradient(weighted, x))
 
 
 def _enumeration_guard(pos):

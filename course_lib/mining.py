@@ -104,19 +104,28 @@ def semi_hard_search(distances, neg):
 
     n = argmin { D(a, n) : n negative of a, D(a, n) > D(a, p) }, or the
     farthest negative of a when no negative is farther than p. Ties go to
-    the lowest index. The per-batch work (masking, the fallback) is done
-    once; each call is one [B, B] pass.
+    the lowest index.
+
+    Each call is one pass over [B, B] with no mask: with t = D(a, p),
+
+        closeness(n) = 1 / (t - D(a, n))
+
+    is negative exactly when D(a, n) > t, and the closer D(a, n) is to t
+    from above, the more negative it is; so its argmin is the semi-hard
+    negative, and a minimum >= 0 means there is none. Entries that are not
+    negatives hold D = -1, so 1 / (t + 1) > 0 never wins; a negative at
+    exactly D = t gives 1 / 0 = +inf, never chosen: the inequality stays
+    strict. (Two distances within a float rounding of each other may tie.)
     """
     distances = tf.stop_gradient(distances)
-    inf = tf.constant(float("inf"), distances.dtype)
-    neg_distances = tf.where(neg, distances, inf)
-    fallback = farthest_negatives(distances, neg)
+    negatives = tf.where(neg, distances, -1.0)  # -1: not a negative of the row
+    fallback = tf.argmax(negatives, axis=1, output_type=tf.int32)  # the farthest negative
 
     def search(p):
         d_ap = tf.gather(distances, p, batch_dims=1)  # [B]
-        farther = tf.where(neg_distances > d_ap[:, None], neg_distances, inf)
-        n = tf.argmin(farther, axis=1, output_type=tf.int32)
-        return tf.where(tf.gather(farther, n, batch_dims=1) < inf, n, fallback)
+        closeness = 1.0 / (d_ap[:, None] - negatives)
+        n = tf.argmin(closeness, axis=1, output_type=tf.int32)
+        return tf.where(tf.gather(closeness, n, batch_dims=1) < 0.0, n, fallback)
 
     return search
 

@@ -12,7 +12,7 @@ import reference as ref
 from conftest import all_batches, finite_difference_gradient, make_pk_batch
 
 from course_lib import distances as dist_mod
-from course_lib.distances import cross_distances, pairwise_distances
+from course_lib.distances import cross_distances, paired_distances, pairwise_distances
 
 METRICS = ref.METRICS
 RTOL, ATOL = 1e-4, 1e-5
@@ -53,6 +53,46 @@ def test_cross_distances_of_batch_with_itself_agree_off_diagonal(metric):
     pair = pairwise_distances(x, metric=metric).numpy()
     off = ~np.eye(len(x), dtype=bool)
     np.testing.assert_allclose(cross[off], pair[off], rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_paired_distances_are_the_diagonal_of_cross_distances(metric, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(6, 7)).astype(np.float32)
+    b = rng.normal(size=(6, 7)).astype(np.float32)
+    b[2] = a[2]  # an identical pair: exactly 0
+    got = paired_distances(a, b, metric=metric)
+    assert got.dtype == tf.float32 and got.shape == (6,)
+    np.testing.assert_allclose(got.numpy(), np.diag(ref.cross_distances(a, b, metric)), rtol=RTOL, atol=ATOL)
+    assert got.numpy()[2] == 0.0
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_paired_distances_gradient_matches_pairwise(metric):
+    # the losses differentiate mined pairs with paired_distances: same
+    # derivative as the pairwise matrix, and 0 (not NaN) for identical rows
+    _, x = make_pk_batch(3, 3, 5, seed=5)
+    x[4] = x[1]
+    i, j = np.array([0, 1, 2, 4]), np.array([3, 4, 7, 6])
+    weights = tf.constant([0.5, -1.0, 2.0, 1.5])
+    xt = tf.constant(x)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(xt)
+        paired = tf.reduce_sum(weights * paired_distances(tf.gather(xt, i), tf.gather(xt, j), metric))
+        matrix = tf.reduce_sum(weights * tf.gather_nd(pairwise_distances(xt, metric), np.stack([i, j], 1)))
+    np.testing.assert_allclose(paired.numpy(), matrix.numpy(), rtol=RTOL, atol=ATOL)
+    got = tf.convert_to_tensor(tape.gradient(paired, xt)).numpy()
+    expected = tape.gradient(matrix, xt).numpy()
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)
+
+
+def test_paired_distances_need_the_same_shape():
+    with pytest.raises(ValueError, match="same shape"):
+        paired_distances(np.ones((3, 2), np.float32), np.ones((4, 2), np.float32))
+    with pytest.raises(ValueError, match="metric"):
+        paired_distances(np.ones((3, 2), np.float32), np.ones((3, 2), np.float32), metric="l1")
 
 
 # ---------------------------------------------------------------------------
