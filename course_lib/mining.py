@@ -19,9 +19,9 @@ Strategies, for margin m:
 Miners return :class:`Triplets` of index tensors, like pytorch-metric-learning:
 the losses in :mod:`course_lib.losses` and the lesson plots consume the same
 triplets. Internally the losses use the dense forms below
-(:func:`hardest_positives`, :func:`semi_hard_negatives`, ...) because their
+(:func:`hardest_positives`, :func:`semi_hard_search`, ...) because their
 shapes are fixed, which keeps them usable under XLA (Keras compiles with XLA
-by default).
+by default on GPU).
 
 Cost: hard mining is O(B^2) time and memory. Semi-hard mining visits the
 positives in *rounds* (:func:`over_positive_rounds`; round r: each anchor
