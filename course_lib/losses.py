@@ -69,9 +69,8 @@ def triplet_loss(labels, embeddings, margin=1.0, mining="semi-hard", metric="euc
 
     ``mining``:
       * ``"all"``: every valid triplet; mean over the triplets with loss > 0
-        (Hermans' "batch all, != 0"). Enumerates triplets: O(B^2 K) time for a
-        P x K batch, and the gradient keeps one [B, B] slice per positive round
-        (O(B^2 K) memory); refuses above ``course_lib.mining.MAX_TRIPLET_ELEMENTS``.
+        (Hermans' "batch all, != 0"). Enumerates the triplets one round of
+        positives at a time: O(B^2 K) time for a P x K batch, O(B^2) memory.
       * ``"hard"``: per anchor its farthest positive and closest negative;
         mean over anchors with >= 1 positive and >= 1 negative. O(B^2).
       * ``"semi-hard"``: per positive pair (a, p) the closest negative with
@@ -94,7 +93,7 @@ def triplet_loss(labels, embeddings, margin=1.0, mining="semi-hard", metric="euc
         return tf.nn.softplus(gap) if soft else tf.nn.relu(gap + margin)
 
     if mining == "all":
-        return _batch_all(d, pos, neg, hinge, soft)
+        return _batch_all(d, pos, neg, hinge, soft, margin)
     has_neg = tf.reduce_any(neg, axis=1)
     mined = tf.stop_gradient(d)
     if mining == "hard":
@@ -107,12 +106,11 @@ def triplet_loss(labels, embeddings, margin=1.0, mining="semi-hard", metric="euc
 def _semi_hard(x, d, pos, neg, has_neg, hinge, soft, margin, metric):
     """Mean hinge over positive pairs (a, p) whose anchor has a negative, semi-hard n.
 
-    The rounds of positives run without gradient through the loop and return
-    the loss value and its gradient G = dL/dx, [B, dim]: in each round the
-    triplets (a, p[a], n[a]) are differentiated on their own embeddings
-    (:func:`_triplet_gradient`), never through the [B, B] distances. The
-    result is ``value + sum(G * (x - stop_gradient(x)))``: the second term
-    is 0 but carries G back to the embeddings. (First derivatives only.)
+    The rounds of positives run without gradient and add up G = dL/dx,
+    [B, dim]: in each round the triplets (a, p[a], n[a]) are differentiated
+    on their own embeddings (:func:`_triplet_gradient`), never through the
+    [B, B] distances, which are only searched. :func:`_with_gradient` hands
+    G to the embeddings.
     """
     mined, fixed = tf.stop_gradient(d), tf.stop_gradient(x)
     search = miners.semi_hard_search(mined, neg)
@@ -128,7 +126,18 @@ def _semi_hard(x, d, pos, neg, has_neg, hinge, soft, margin, metric):
 
     initial = (tf.constant(0.0), tf.constant(0.0), tf.zeros_like(fixed))
     total, count, grad = miners.over_positive_rounds(pos, per_round, initial)
-    return tf.math.divide_no_nan(total + tf.reduce_sum(grad * (x - fixed)), count)
+    return tf.math.divide_no_nan(_with_gradient(total, x, grad), count)
+
+
+def _with_gradient(value, wrt, grad):
+    """``value``, with ``grad`` as its gradient w.r.t. ``wrt``.
+
+    ``value + sum(grad * (wrt - stop_gradient(wrt)))``: the second term is 0
+    but differentiates to ``grad``. The loops that mine or enumerate triplets
+    run without gradient and compute it themselves, so TensorFlow keeps no
+    per-round tensors for a backward pass. (First derivatives only.)
+    """
+    return value + tf.reduce_sum(grad * (wrt - tf.stop_gradient(wrt)))
 
 
 def _triplet_gradient(x, p, n, slope, metric):
@@ -144,41 +153,31 @@ def _triplet_gradient(x, p, n, slope, metric):
     return tf.convert_to_tensor(tape.gradient(weighted, x))
 
 
-def _enumeration_guard(pos):
-    """Control dependency refusing batches above ``course_lib.mining.MAX_TRIPLET_ELEMENTS``.
-
-    Batch-all and angular keep one [B, B] slice per round for the gradient.
-    """
-    return tf.control_dependencies([miners.check_triplet_budget(miners.enumerated_values(pos), "this loss")])
-
-
-def _sum_over_rounds(pos, per_round):
-    """(total, count): ``per_round(p, in_round) -> (total, count)`` summed over the rounds."""
-
-    def add(p, in_round, sums):
-        return tuple(s + v for s, v in zip(sums, per_round(p, in_round)))
-
-    with _enumeration_guard(pos):
-        return miners.over_positive_rounds(pos, add, (tf.constant(0.0), tf.constant(0.0)))
-
-
-def _batch_all(d, pos, neg, hinge, soft):
+def _batch_all(d, pos, neg, hinge, soft, margin):
     """Mean of hinge(D(a,p) - D(a,n)) over all valid triplets with a positive loss.
 
     softplus is positive everywhere, so with ``soft`` every valid triplet
     counts, also one whose softplus underflows to 0 in float32.
+
+    The rounds run without gradient and add up W = dL/dD as they go: with
+    h' the hinge's slope, each triplet adds h' at (a, p) and -h' at (a, n).
+    Memory stays O(B^2): no round keeps its [B, B] slice for a backward pass.
     """
+    mined = tf.stop_gradient(d)
+    anchors = tf.range(tf.shape(d)[0])
 
-    def per_round(p, in_round):
-        d_ap = tf.gather(d, p, batch_dims=1)  # [B]
-        losses = hinge(d_ap[:, None] - d)  # [B, B]: anchor a, negative n
+    def per_round(p, in_round, state):
+        total, active, weights = state
+        gap = tf.gather(mined, p, batch_dims=1)[:, None] - mined  # [B, B]: anchor a, negative n
         valid = tf.cast(neg & in_round[:, None], d.dtype)
-        losses = losses * valid
-        counted = valid if soft else tf.cast(losses > 0, d.dtype)
-        return tf.reduce_sum(losses), tf.reduce_sum(counted)
+        slope = (tf.sigmoid(gap) if soft else tf.cast(gap + margin > 0, d.dtype)) * valid  # h'(gap)
+        counted = valid if soft else slope  # the triplets with loss > 0
+        weights = tf.tensor_scatter_nd_add(weights - slope, tf.stack([anchors, p], 1), tf.reduce_sum(slope, 1))
+        return total + tf.reduce_sum(hinge(gap) * valid), active + tf.reduce_sum(counted), weights
 
-    total, active = _sum_over_rounds(pos, per_round)
-    return tf.math.divide_no_nan(total, active)
+    initial = (tf.constant(0.0), tf.constant(0.0), tf.zeros_like(mined))
+    total, active, weights = miners.over_positive_rounds(pos, per_round, initial)
+    return tf.math.divide_no_nan(_with_gradient(total, d, weights), active)
 
 
 # -------------------------------------------------------------------- N-pairs
@@ -234,8 +233,8 @@ def angular_loss(labels, embeddings, alpha_degrees=45.0):
     tan(n') = ||x_a - x_p|| / (2 ||x_n - x_c||) <= tan(alpha), with x_c the
     pair's midpoint (x_a + x_p) / 2: the negative is pushed away from x_c in
     proportion to the pair's size, so the loss is scale-invariant. Enumerates
-    (pair, negative) combinations one positive round at a time; refuses above
-    ``course_lib.mining.MAX_TRIPLET_ELEMENTS``.
+    (pair, negative) combinations one positive round at a time: O(B^2 K) time,
+    O(B^2) memory; the rounds carry dL/d(x_i . x_j) out (see :func:`_with_gradient`).
     """
     if not isinstance(alpha_degrees, numbers.Real) or isinstance(alpha_degrees, bool):
         raise TypeError(f"`alpha_degrees` must be a number, got {type(alpha_degrees).__name__}.")
@@ -248,16 +247,29 @@ def angular_loss(labels, embeddings, alpha_degrees=45.0):
     pos, neg = positive_mask(y), negative_mask(y)
     has_neg = tf.reduce_any(neg, axis=1)
 
-    def per_round(p, in_round):
-        s_ap = tf.gather(sim, p, batch_dims=1)  # [B]
-        f = 4.0 * t * (sim + tf.gather(sim, p)) - 2.0 * (1.0 + t) * s_ap[:, None]  # [a, n]
-        f = tf.where(neg, f, -float("inf"))
-        pair_loss = tf.nn.softplus(tf.reduce_logsumexp(tf.where(has_neg[:, None], f, 0.0), axis=1))
-        valid = tf.cast(in_round & has_neg, tf.float32)
-        return tf.reduce_sum(pair_loss * valid), tf.reduce_sum(valid)
+    fixed = tf.stop_gradient(sim)
+    anchors = tf.range(tf.shape(sim)[0])
 
-    total, count = _sum_over_rounds(pos, per_round)
-    return tf.math.divide_no_nan(total, count)
+    def per_round(p, in_round, state):
+        total, count, weights = state
+        s_ap = tf.gather(fixed, p, batch_dims=1)  # [B]
+        f = 4.0 * t * (fixed + tf.gather(fixed, p)) - 2.0 * (1.0 + t) * s_ap[:, None]  # [a, n]
+        f = tf.where(neg, f, -float("inf"))
+        f = tf.where(has_neg[:, None], f, 0.0)  # a row with no negative: finite, and not valid
+        lse = tf.reduce_logsumexp(f, axis=1)
+        valid = tf.cast(in_round & has_neg, tf.float32)
+        # dL/df = sigmoid(lse) softmax(f): a [B, B] weight on sim[a, n] and on sim[p[a], n] (times
+        # 4t), and minus their row sum on sim[a, p[a]] (times 2 (1 + t)).
+        w = tf.exp(f - lse[:, None]) * (tf.sigmoid(lse) * valid)[:, None]
+        weights = tf.tensor_scatter_nd_add(weights + 4.0 * t * w, p[:, None], 4.0 * t * w)
+        weights = tf.tensor_scatter_nd_add(
+            weights, tf.stack([anchors, p], 1), -2.0 * (1.0 + t) * tf.reduce_sum(w, axis=1)
+        )
+        return total + tf.reduce_sum(tf.nn.softplus(lse) * valid), count + tf.reduce_sum(valid), weights
+
+    initial = (tf.constant(0.0), tf.constant(0.0), tf.zeros_like(fixed))
+    total, count, weights = miners.over_positive_rounds(pos, per_round, initial)
+    return tf.math.divide_no_nan(_with_gradient(total, sim, weights), count)
 
 
 # -------------------------------------------------------- Keras loss classes

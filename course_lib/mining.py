@@ -41,9 +41,10 @@ from course_lib.distances import pairwise_distances
 
 STRATEGIES = ("all", "hard", "semi-hard")
 
-#: "all" mining and the angular loss enumerate (anchor, positive, negative)
-#: combinations. Above this many, they refuse with a clear error instead of
-#: exhausting memory (2**27 float32 values = 512 MiB per temporary).
+#: ``mine_triplets(..., strategy="all")`` returns every (anchor, positive,
+#: negative) triplet as index tensors. Above this many values it refuses with
+#: a clear error instead of exhausting memory (2**27 values = 512 MiB per
+#: temporary). The losses do not need it: they use O(B^2) memory.
 MAX_TRIPLET_ELEMENTS = 2**27
 
 Triplets = namedtuple("Triplets", ["anchor", "positive", "negative"])
@@ -213,10 +214,10 @@ def _triplets(a, p, n):
 
 
 def enumerated_values(pos):
-    """Values an enumeration holds at once: positive rounds x B x B.
+    """A bound on the values the "all" miner holds at once: rounds x B x B.
 
-    (One [B, B] slice per round of positives; a P x K batch has K - 1 rounds,
-    so this is B^2 (K - 1) >= the number of valid triplets.)
+    (rounds = the most positives of any anchor: K - 1 in a P x K batch, so
+    this is B^2 (K - 1) >= the number of valid triplets.)
     """
     rounds = tf.reduce_max(tf.reduce_sum(tf.cast(pos, tf.int64), axis=1))
     batch = tf.shape(pos, out_type=tf.int64)[0]
@@ -233,8 +234,8 @@ def check_triplet_budget(count, what):
     limit = MAX_TRIPLET_ELEMENTS
     message = (
         f"{what} would enumerate more than MAX_TRIPLET_ELEMENTS={limit} triplet "
-        "values for this batch; use a smaller batch, mining='semi-hard' or "
-        "mining='hard' (O(B^2) memory), or raise course_lib.mining.MAX_TRIPLET_ELEMENTS."
+        "values for this batch; use a smaller batch or another strategy, or raise "
+        "course_lib.mining.MAX_TRIPLET_ELEMENTS."
     )
     if tf.executing_eagerly():
         if int(count) > limit:

@@ -278,3 +278,59 @@ def test_labels_length_mismatch_raises():
     _, x = make_pk_batch(2, 2, 3)
     with pytest.raises(ValueError, match="labels|embeddings"):
         mine_triplets(np.array([0, 1, 0]), x, strategy="hard")
+
+
+# ---------------------------------------------------------------------------
+# MAX_TRIPLET_ELEMENTS: the "all" miner refuses instead of exhausting memory
+# ---------------------------------------------------------------------------
+# The limit is read when the miner runs, so patching the module works.
+# P x K = 4 x 3: 4 * 3 * 2 = 24 ordered positive pairs, each anchor with 9
+# negatives among B = 12 candidates: 216 valid triplets, and the bound
+# enumerated_values = 2 rounds * 12 * 12 = 288.
+P, K = 4, 3
+N_TRIPLETS, BOUND = P * K * (K - 1) * (P - 1) * K, (K - 1) * (P * K) ** 2
+
+
+def test_max_triplet_elements_is_an_int():
+    assert isinstance(mining.MAX_TRIPLET_ELEMENTS, int) and mining.MAX_TRIPLET_ELEMENTS > 0
+
+
+def test_enumerated_values_bounds_the_triplets():
+    labels, _ = make_pk_batch(P, K, 4, seed=45)
+    assert int(mining.enumerated_values(positive_mask(labels))) == BOUND >= N_TRIPLETS
+
+
+def test_budget_exceeded_raises_eagerly(monkeypatch):
+    labels, x = make_pk_batch(P, K, 4, seed=45)
+    monkeypatch.setattr(mining, "MAX_TRIPLET_ELEMENTS", BOUND - 1)
+    with pytest.raises(ValueError, match="MAX_TRIPLET_ELEMENTS"):
+        mine_triplets(labels, x, strategy="all")
+
+
+def test_budget_not_exceeded_mines(monkeypatch):
+    labels, x = make_pk_batch(P, K, 4, seed=45)
+    monkeypatch.setattr(mining, "MAX_TRIPLET_ELEMENTS", BOUND)
+    got = as_list(mine_triplets(labels, x, strategy="all"))
+    assert len(got) == N_TRIPLETS
+    assert got == ref.mine_triplets(labels, x, "all", "euclidean")
+
+
+def test_budget_exceeded_raises_in_tf_function(monkeypatch):
+    labels, x = make_pk_batch(P, K, 4, seed=45)
+    monkeypatch.setattr(mining, "MAX_TRIPLET_ELEMENTS", BOUND - 1)
+    fn = tf.function(
+        lambda y, e: mine_triplets(y, e, strategy="all"),
+        input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([None, None], tf.float32)],
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        fn(labels, x)
+    # a small batch still goes through the same trace
+    y_small, x_small = make_pk_batch(2, 2, 4, seed=46)
+    assert as_list(fn(y_small, x_small)) == ref.mine_triplets(y_small, x_small, "all", "euclidean")
+
+
+@pytest.mark.parametrize("strategy", ["hard", "semi-hard"])
+def test_budget_does_not_limit_quadratic_miners(strategy, monkeypatch):
+    labels, x = make_pk_batch(P, K, 4, seed=45)
+    monkeypatch.setattr(mining, "MAX_TRIPLET_ELEMENTS", 1)
+    assert as_list(mine_triplets(labels, x, strategy=strategy)) == ref.mine_triplets(labels, x, strategy, "euclidean")
