@@ -87,23 +87,24 @@ def triplet_loss(labels, embeddings, margin=1.0, mining="semi-hard", metric="euc
         raise TypeError(f"`soft` must be True or False, got {soft!r}.")
     y, x = _inputs(labels, embeddings)
     d = pairwise_distances(x, metric)
-    pos, neg = positive_mask(y), negative_mask(y)
+    neg = negative_mask(y)
 
     def hinge(gap):  # gap = D(a, p) - D(a, n)
         return tf.nn.softplus(gap) if soft else tf.nn.relu(gap + margin)
 
     if mining == "all":
-        return _batch_all(d, pos, neg, hinge, soft, margin)
+        return _batch_all(d, y, neg, hinge, soft, margin)
     has_neg = tf.reduce_any(neg, axis=1)
     mined = tf.stop_gradient(d)
     if mining == "hard":
+        pos = positive_mask(y)
         d_ap = tf.gather(d, miners.hardest_positives(mined, pos), batch_dims=1)
         d_an = tf.gather(d, miners.closest_negatives(mined, neg), batch_dims=1)
         return masked_mean(hinge(d_ap - d_an), tf.reduce_any(pos, axis=1) & has_neg)
-    return _semi_hard(x, d, pos, neg, has_neg, hinge, soft, margin, metric)
+    return _semi_hard(x, d, y, neg, has_neg, hinge, soft, margin, metric)
 
 
-def _semi_hard(x, d, pos, neg, has_neg, hinge, soft, margin, metric):
+def _semi_hard(x, d, y, neg, has_neg, hinge, soft, margin, metric):
     """Mean hinge over positive pairs (a, p) whose anchor has a negative, semi-hard n.
 
     The rounds of positives run without gradient and add up G = dL/dx,
@@ -125,7 +126,7 @@ def _semi_hard(x, d, pos, neg, has_neg, hinge, soft, margin, metric):
         return total + tf.reduce_sum(hinge(gap) * valid), count + tf.reduce_sum(valid), grad
 
     initial = (tf.constant(0.0), tf.constant(0.0), tf.zeros_like(fixed))
-    total, count, grad = miners.over_positive_rounds(pos, per_round, initial)
+    total, count, grad = miners.over_positive_rounds(y, per_round, initial)
     return tf.math.divide_no_nan(_with_gradient(total, x, grad), count)
 
 
@@ -153,7 +154,7 @@ def _triplet_gradient(x, p, n, slope, metric):
     return tf.convert_to_tensor(tape.gradient(weighted, x))
 
 
-def _batch_all(d, pos, neg, hinge, soft, margin):
+def _batch_all(d, y, neg, hinge, soft, margin):
     """Mean of hinge(D(a,p) - D(a,n)) over all valid triplets with a positive loss.
 
     softplus is positive everywhere, so with ``soft`` every valid triplet
@@ -176,7 +177,7 @@ def _batch_all(d, pos, neg, hinge, soft, margin):
         return total + tf.reduce_sum(hinge(gap) * valid), active + tf.reduce_sum(counted), weights
 
     initial = (tf.constant(0.0), tf.constant(0.0), tf.zeros_like(mined))
-    total, active, weights = miners.over_positive_rounds(pos, per_round, initial)
+    total, active, weights = miners.over_positive_rounds(y, per_round, initial)
     return tf.math.divide_no_nan(_with_gradient(total, d, weights), active)
 
 
@@ -244,7 +245,7 @@ def angular_loss(labels, embeddings, alpha_degrees=45.0):
     y, x = _inputs(labels, embeddings)
     x = tf.math.l2_normalize(x, axis=1, epsilon=1e-12)
     sim = tf.matmul(x, x, transpose_b=True)  # x_i . x_j
-    pos, neg = positive_mask(y), negative_mask(y)
+    neg = negative_mask(y)
     has_neg = tf.reduce_any(neg, axis=1)
 
     fixed = tf.stop_gradient(sim)
@@ -268,7 +269,7 @@ def angular_loss(labels, embeddings, alpha_degrees=45.0):
         return total + tf.reduce_sum(tf.nn.softplus(lse) * valid), count + tf.reduce_sum(valid), weights
 
     initial = (tf.constant(0.0), tf.constant(0.0), tf.zeros_like(fixed))
-    total, count, weights = miners.over_positive_rounds(pos, per_round, initial)
+    total, count, weights = miners.over_positive_rounds(y, per_round, initial)
     return tf.math.divide_no_nan(_with_gradient(total, sim, weights), count)
 
 

@@ -86,20 +86,6 @@ def farthest_negatives(distances, neg):
     return tf.argmax(tf.where(neg, distances, -1.0), axis=1, output_type=tf.int32)
 
 
-def positive_of_round(pos_count_so_far, r):
-    """[B] index of each anchor's r-th positive (``pos_count_so_far`` = cumsum of pos).
-
-    It is the number of leading columns holding fewer than r + 1 positives.
-    Each row of the running count is sorted, so a binary search finds it:
-    O(B log B) per round instead of a pass over [B, B]. Anchors with no r-th
-    positive get the last index (callers mask them out).
-    """
-    rows = tf.shape(pos_count_so_far)[0]
-    targets = tf.fill([rows, 1], r)
-    p = tf.searchsorted(pos_count_so_far, targets, side="right", out_type=tf.int32)[:, 0]
-    return tf.minimum(p, tf.shape(pos_count_so_far)[1] - 1)
-
-
 def semi_hard_search(distances, neg):
     """A function ``p -> n``: the semi-hard negative of each pair (a, p[a]), both [B].
 
@@ -131,37 +117,53 @@ def semi_hard_search(distances, neg):
     return search
 
 
-def over_positive_rounds(pos, per_round, initial):
+def over_positive_rounds(labels, per_round, initial):
     """Fold ``state = per_round(p, in_round, state)`` over the rounds of positives.
 
-    In round r every anchor a takes its r-th positive p[a] (by index), so a
-    P x K batch has K - 1 rounds and each round is a handful of [B, B]
-    passes; ``in_round`` [B] says which anchors still have an r-th positive.
-    ``initial`` is the starting state (a tensor or a tuple of tensors). The
-    semi-hard miner and the enumerating losses all run on this loop.
+    In round r every anchor a takes its r-th positive p[a] (in batch order),
+    so a P x K batch has K - 1 rounds and each round is a handful of [B, B]
+    passes; ``in_round`` [B] says which anchors still have an r-th positive
+    (the others get some index, to be masked out). ``initial`` is the
+    starting state (a tensor or a tuple of tensors). The semi-hard miner and
+    the losses that visit every positive pair all run on this loop.
+
+    The positives come from sorting the B labels once, O(B log B), not from
+    a [B, B] pass: a stable sort puts each class in one block, in batch
+    order; anchor a's positives are its block without a itself, so its r-th
+    positive is the block's entry r, or entry r + 1 once r reaches a's own
+    place in the block.
     """
-    count_so_far = tf.cumsum(tf.cast(pos, tf.int32), axis=1)
-    positives = count_so_far[:, -1]
+    y = _labels_1d(labels)
+    order = tf.argsort(y, stable=True)  # each class one block, in batch order
+    sorted_y = tf.gather(y, order)[None, :]
+    block_start = tf.searchsorted(sorted_y, sorted_y, side="left")[0]
+    block_end = tf.searchsorted(sorted_y, sorted_y, side="right")[0]
+    place = tf.math.invert_permutation(order)  # where each anchor sits in `order`
+    start, own = tf.gather(block_start, place), place - tf.gather(block_start, place)
+    positives = tf.gather(block_end, place) - start - 1
+    last = tf.size(y) - 1
 
     def body(r, state):
-        return r + 1, per_round(positive_of_round(count_so_far, r), positives > r, state)
+        entry = start + r + tf.cast(r >= own, tf.int32)  # skip the anchor itself
+        p = tf.gather(order, tf.minimum(entry, last))
+        return r + 1, per_round(p, positives > r, state)
 
     _, state = tf.while_loop(
         lambda r, _: r < tf.reduce_max(positives), body, (tf.constant(0), initial),
-        maximum_iterations=tf.shape(pos)[0],
+        maximum_iterations=tf.size(y),
     )
     return state
 
 
-def semi_hard_negatives(distances, pos, neg):
+def semi_hard_negatives(labels, distances):
     """[B, B] int32: for each positive pair (a, p), the index of its semi-hard negative.
 
     Entries that are not positive pairs, or whose anchor has no negative,
     are meaningless. One [B, B] pass per positive round (see
     :func:`semi_hard_search`): O(B^2 K) time, O(B^2) memory for P x K batches.
     """
-    search = semi_hard_search(distances, neg)
-    anchors = tf.range(tf.shape(pos)[0])
+    search = semi_hard_search(distances, negative_mask(labels))
+    anchors = tf.range(tf.shape(distances)[0])
 
     def one_round(p, in_round, by_pair):
         # Each pair (a, p) is visited once: adding to 0 sets it; anchors out of
@@ -169,7 +171,7 @@ def semi_hard_negatives(distances, pos, neg):
         n = search(p) * tf.cast(in_round, tf.int32)
         return tf.tensor_scatter_nd_add(by_pair, tf.stack([anchors, p], 1), n)
 
-    return over_positive_rounds(pos, one_round, tf.zeros(tf.shape(pos), tf.int32))
+    return over_positive_rounds(labels, one_round, tf.zeros(tf.shape(distances), tf.int32))
 
 
 # ------------------------------------------------------- index-triplet miners
@@ -200,7 +202,7 @@ def mine_triplets_from_distances(labels, distances, strategy="semi-hard"):
         )
     if strategy == "semi-hard":
         pairs = tf.where(pos & has_neg[:, None])
-        negatives = tf.gather_nd(semi_hard_negatives(distances, pos, neg), pairs)
+        negatives = tf.gather_nd(semi_hard_negatives(y, distances), pairs)
         return _triplets(pairs[:, 0], pairs[:, 1], negatives)
     check_triplet_budget(enumerated_values(pos), "mining='all'")
     pairs = tf.where(pos)

@@ -258,6 +258,58 @@ def test_tf_function_with_unknown_batch_size_matches_eager(strategy):
 
 
 # ---------------------------------------------------------------------------
+# the rounds of positives
+# ---------------------------------------------------------------------------
+def rounds_by_loop(labels):
+    """Round r: each anchor's r-th positive in batch order, or None."""
+    labels = np.asarray(labels).reshape(-1)
+    positives = [[j for j in range(len(labels)) if j != i and labels[j] == labels[i]] for i in range(len(labels))]
+    n_rounds = max((len(p) for p in positives), default=0)
+    return [[p[r] if r < len(p) else None for p in positives] for r in range(n_rounds)]
+
+
+def record_rounds(labels):
+    """[B, B] int32: row r = each anchor's p in round r (-2 when out of it); -1 rows unused."""
+    y = tf.reshape(labels, [-1])
+    b = tf.size(y)
+
+    def record(p, in_round, seen):
+        r = tf.reduce_sum(tf.cast(seen[:, 0] >= 0, tf.int32))  # rows filled so far
+        return tf.tensor_scatter_nd_update(seen, [[r]], tf.where(in_round, p, -2)[None, :])
+
+    return mining.over_positive_rounds(labels, record, tf.fill([b, b], -1))
+
+
+def as_rounds(seen):
+    return [[None if v == -2 else int(v) for v in row] for row in np.asarray(seen) if row[0] != -1]
+
+
+ROUND_LABELS = {
+    "pk": np.array([7, 3, 7, 3, 7, 3]),
+    "unbalanced": np.array([2, 5, 2, 2, 9, 5, 2]),
+    "singletons": np.array([0, 1, 2, 3]),
+    "one-class": np.array([4, 4, 4]),
+    "negative-and-large-ids": np.array([-1, 2**40, -1, 2**40, 2**40 + 1], np.int64),
+    "float-column": np.array([[0.5], [1.5], [0.5], [1.5], [0.25]], np.float32),
+    "random": np.random.default_rng(7).integers(0, 5, size=23).astype(np.int32),
+}
+
+
+@pytest.mark.parametrize("name", list(ROUND_LABELS))
+def test_rounds_visit_each_positive_pair_once_in_batch_order(name):
+    labels = ROUND_LABELS[name]
+    assert as_rounds(record_rounds(tf.constant(labels))) == rounds_by_loop(labels)
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["unknown-batch-size", "xla"])
+def test_rounds_in_tf_function(jit):
+    labels = ROUND_LABELS["random"]
+    signature = None if jit else [tf.TensorSpec([None], tf.int32)]
+    traced = tf.function(record_rounds, jit_compile=jit, input_signature=signature)
+    assert as_rounds(traced(tf.constant(labels))) == rounds_by_loop(labels)
+
+
+# ---------------------------------------------------------------------------
 # bad input
 # ---------------------------------------------------------------------------
 def test_unknown_strategy_raises():
