@@ -88,46 +88,58 @@ def triplet_loss(labels, embeddings, margin=1.0, mining="semi-hard", metric="euc
     y, x = _inputs(labels, embeddings)
     d = pairwise_distances(x, metric)
     neg = negative_mask(y)
+    # the hinge h(gap), gap = D(a, p) - D(a, n), and its slope h'(gap)
+    if soft:
+        hinge, slope = tf.nn.softplus, tf.sigmoid
+    else:
+        def hinge(gap):
+            return tf.nn.relu(gap + margin)
 
-    def hinge(gap):  # gap = D(a, p) - D(a, n)
-        return tf.nn.softplus(gap) if soft else tf.nn.relu(gap + margin)
+        def slope(gap):
+            return tf.cast(gap + margin > 0, gap.dtype)
 
     if mining == "all":
-        return _batch_all(d, y, neg, hinge, soft, margin)
-    has_neg = tf.reduce_any(neg, axis=1)
-    mined = tf.stop_gradient(d)
+        return _batch_all(d, y, neg, hinge, slope, soft)
+    mined, has_neg = tf.stop_gradient(d), tf.reduce_any(neg, axis=1)
     if mining == "hard":
         pos = positive_mask(y)
-        d_ap = tf.gather(d, miners.hardest_positives(mined, pos), batch_dims=1)
-        d_an = tf.gather(d, miners.closest_negatives(mined, neg), batch_dims=1)
-        return masked_mean(hinge(d_ap - d_an), tf.reduce_any(pos, axis=1) & has_neg)
-    return _semi_hard(x, d, y, neg, has_neg, hinge, soft, margin, metric)
+        p, n = miners.hardest_positives(mined, pos), miners.closest_negatives(mined, neg)
+        valid = tf.reduce_any(pos, axis=1) & has_neg
+        total, count, grad = _triplet_terms(x, mined, p, n, valid, hinge, slope, metric)
+        return tf.math.divide_no_nan(_with_gradient(total, x, grad), count)
+    return _semi_hard(x, mined, y, neg, has_neg, hinge, slope, metric)
 
 
-def _semi_hard(x, d, y, neg, has_neg, hinge, soft, margin, metric):
+def _semi_hard(x, mined, y, neg, has_neg, hinge, slope, metric):
     """Mean hinge over positive pairs (a, p) whose anchor has a negative, semi-hard n.
 
-    The rounds of positives run without gradient and add up G = dL/dx,
-    [B, dim]: in each round the triplets (a, p[a], n[a]) are differentiated
-    on their own embeddings (:func:`_triplet_gradient`), never through the
-    [B, B] distances, which are only searched. :func:`_with_gradient` hands
-    G to the embeddings.
+    The rounds of positives run without gradient: each round mines one
+    triplet per anchor and adds up its terms (:func:`_triplet_terms`),
+    gradient included, so the [B, B] distances are only searched.
     """
-    mined, fixed = tf.stop_gradient(d), tf.stop_gradient(x)
     search = miners.semi_hard_search(mined, neg)
+    fixed = tf.stop_gradient(x)  # nothing inside the loop is differentiated through it
 
-    def per_round(p, in_round, state):
-        total, count, grad = state
-        n = search(p)
-        gap = tf.gather(mined, p, batch_dims=1) - tf.gather(mined, n, batch_dims=1)
-        valid = tf.cast(in_round & has_neg, d.dtype)
-        slope = (tf.sigmoid(gap) if soft else tf.cast(gap + margin > 0, d.dtype)) * valid  # h'(gap)
-        grad += _triplet_gradient(fixed, p, n, slope, metric)
-        return total + tf.reduce_sum(hinge(gap) * valid), count + tf.reduce_sum(valid), grad
+    def per_round(p, in_round, sums):
+        terms = _triplet_terms(fixed, mined, p, search(p), in_round & has_neg, hinge, slope, metric)
+        return tuple(s + t for s, t in zip(sums, terms))
 
     initial = (tf.constant(0.0), tf.constant(0.0), tf.zeros_like(fixed))
     total, count, grad = miners.over_positive_rounds(y, per_round, initial)
     return tf.math.divide_no_nan(_with_gradient(total, x, grad), count)
+
+
+def _triplet_terms(x, mined, p, n, valid, hinge, slope, metric):
+    """For the triplets (a, p[a], n[a]) where ``valid`` [B]: (sum of h(gap), count, d sum / dx).
+
+    gap = D(a, p) - D(a, n) is read from the mined distances; the gradient
+    is taken on the triplets' own embeddings (:func:`_triplet_gradient`),
+    O(B dim), never through the [B, B] matrix.
+    """
+    gap = tf.gather(mined, p, batch_dims=1) - tf.gather(mined, n, batch_dims=1)
+    valid = tf.cast(valid, mined.dtype)
+    grad = _triplet_gradient(tf.stop_gradient(x), p, n, slope(gap) * valid, metric)
+    return tf.reduce_sum(hinge(gap) * valid), tf.reduce_sum(valid), grad
 
 
 def _with_gradient(value, wrt, grad):
@@ -154,7 +166,7 @@ def _triplet_gradient(x, p, n, slope, metric):
     return tf.convert_to_tensor(tape.gradient(weighted, x))
 
 
-def _batch_all(d, y, neg, hinge, soft, margin):
+def _batch_all(d, y, neg, hinge, slope, soft):
     """Mean of hinge(D(a,p) - D(a,n)) over all valid triplets with a positive loss.
 
     softplus is positive everywhere, so with ``soft`` every valid triplet
@@ -171,9 +183,9 @@ def _batch_all(d, y, neg, hinge, soft, margin):
         total, active, weights = state
         gap = tf.gather(mined, p, batch_dims=1)[:, None] - mined  # [B, B]: anchor a, negative n
         valid = tf.cast(neg & in_round[:, None], d.dtype)
-        slope = (tf.sigmoid(gap) if soft else tf.cast(gap + margin > 0, d.dtype)) * valid  # h'(gap)
-        counted = valid if soft else slope  # the triplets with loss > 0
-        weights = tf.tensor_scatter_nd_add(weights - slope, tf.stack([anchors, p], 1), tf.reduce_sum(slope, 1))
+        h_prime = slope(gap) * valid
+        counted = valid if soft else h_prime  # the triplets with loss > 0
+        weights = tf.tensor_scatter_nd_add(weights - h_prime, tf.stack([anchors, p], 1), tf.reduce_sum(h_prime, 1))
         return total + tf.reduce_sum(hinge(gap) * valid), active + tf.reduce_sum(counted), weights
 
     initial = (tf.constant(0.0), tf.constant(0.0), tf.zeros_like(mined))
