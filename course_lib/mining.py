@@ -25,9 +25,10 @@ by default on GPU).
 
 Cost: hard mining is O(B^2) time and memory. Semi-hard mining visits the
 positives in *rounds* (:func:`over_positive_rounds`; round r: each anchor
-takes its r-th positive) and does one [B, B] pass per round: O(B^2 K) time,
-O(B^2) memory for a P x K batch, with no sort and no [B, B, B] tensor (TF
-Addons tiles D B times: 22 GiB at B = 1024).
+takes its r-th positive, read off one sort of the B labels) and does one
+[B, B] pass per round: O(B^2 K) time, O(B^2) memory for a P x K batch, with
+no sort of D and no [B, B, B] tensor (TF Addons tiles D B times: 22 GiB at
+B = 1024).
 """
 
 from __future__ import annotations
