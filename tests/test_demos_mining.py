@@ -176,6 +176,15 @@ def test_draw_mining_traces_and_circles():
     assert len(everything.layout.shapes) == 0
 
 
+@pytest.mark.parametrize("margin", [0.5, 2.0])
+def test_margin_circles_stay_inside_the_axes(margin):
+    for anchor in range(len(dm.TOY_LABELS)):
+        fig = dm.draw_mining(dm.mining_state("semi-hard", margin, anchor=anchor))
+        (x_lo, x_hi), (y_lo, y_hi) = fig.layout.xaxis.range, fig.layout.yaxis.range
+        for s in fig.layout.shapes:
+            assert x_lo <= s.x0 and s.x1 <= x_hi and y_lo <= s.y0 and s.y1 <= y_hi, (anchor, s)
+
+
 def test_readout():
     text = dm.mining_readout(dm.mining_state("semi-hard", 0.5, anchor=9))
     assert "24 triplets" in text and "4 fallbacks used" in text and "anchor 9" in text
@@ -222,7 +231,9 @@ def test_replica_report_shuffled_splits_classes_and_invalid():
     assert shuffled["anchors_without_positive"] == int(np.sum(shuffled["local_positives"] == 0))
     bad = dm.replica_report(labels, x, replicas=3)
     assert not bad["valid"] and "multiple" in bad["message"]
-    assert len(dm.draw_replicas(bad).data) == 0
+    message = dm.draw_replicas(bad)
+    assert len(message.data) == 0 and "multiple" in message.layout.annotations[0].text
+    assert message.layout.xaxis.visible is False  # no empty panels under the message
     with pytest.raises(ValueError):
         dm.replica_report(labels, x, replicas=2, order="random")
 

@@ -148,8 +148,8 @@ def draw_metric(state):
                            text=[f"{v:.3f}" for v in state["values"]], textposition="outside"))
     if state["baseline"] is not None:
         fig.add_hline(y=state["baseline"], line_dash="dash", line_color="gray",
-                      annotation_text="softmax baseline", annotation_position="top right")
-    fig.update_layout(template="plotly_white", height=400, margin=dict(l=40, r=20, t=60, b=100),
+                      annotation_text="softmax<br>baseline", annotation_position="right")  # beside the bars
+    fig.update_layout(template="plotly_white", height=400, margin=dict(l=40, r=90, t=60, b=100),
                       title=f"{state['metric']} on the held-out set ({state['order']})",
                       yaxis=dict(range=[0, 1.05], title=state["metric"]))
     return fig

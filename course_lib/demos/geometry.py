@@ -470,12 +470,10 @@ def draw_forces(state):
     ring = (state["centre"], state["intruder"])
     left = forces_figure(points, labels, state["contrastive"]["force"], highlight=ring)
     right = forces_figure(points, labels, state["triplet"]["force"], highlight=ring)
-    t = state["triplet"]
     fig = side_by_side(
         [left, right],
         [f"contrastive: {state['moving_contrastive']} points move",
-         f"triplet (batch all): {state['moving_triplet']} points move, "
-         f"{state['active_triplets']}/{len(t['gaps'])} triplets active"],
+         f"triplet (batch all): {state['moving_triplet']} points move"],  # active triplets: readout
     )
     fig.update_layout(title=f"Where each loss moves the points (m = {m:.2f}; arrows = −gradient, "
                             "scaled per panel)", height=560)
@@ -629,7 +627,7 @@ def draw_active(state, max_triplets=400):
                           m, colors=(INACTIVE_COLOR, viz.NEGATIVE_COLOR), barmode="stack")
     fig = side_by_side([left, right], [
         f"active triplets: {state['num_active']} of {state['num_triplets']}",
-        "D(a,n) − D(a,p) per triplet; active left of the margin"],
+        "D(a,n) − D(a,p) per triplet (red: active)"],
         equal_aspect=(True, False), widths=(0.55, 0.45))
     fig.update_layout(title=f"Margin m = {m:.2f}: a triplet counts only if D(a,n) < D(a,p) + m",
                       barmode="stack")
@@ -763,7 +761,7 @@ def draw_noise(state, max_triplets=300):
     with_flip = np.array([state["active_with_flip"], state["hard_with_flip"]]) / totals
     without = np.array([state["num_active"] - state["active_with_flip"],
                         state["hard_active"] - state["hard_with_flip"]]) / totals
-    groups = ["batch all:<br>active share of triplets", "batch hard:<br>active share of anchors"]
+    groups = ["batch all<br>(of the triplets)", "batch hard<br>(of the anchors)"]
     right = go.Figure([
         go.Bar(x=groups, y=with_flip, name="active, with a flipped label", marker_color=FLIPPED_COLOR,
                hovertemplate="%{y:.1%}<extra></extra>"),
@@ -776,7 +774,8 @@ def draw_noise(state, max_triplets=300):
         legend_from=(0, 1))
     fig.update_layout(barmode="stack", title=f"Label noise {state['flip_fraction']:.0%}, "
                                              f"m = {state['margin']:.2f}")
-    fig.update_yaxes(range=[0, 1.05], tickformat=".0%", row=1, col=2)
+    fig.update_yaxes(range=[0, 1.05], tickformat=".0%", title="active share", row=1, col=2)
+    fig.update_xaxes(tickangle=0, row=1, col=2)  # level labels, clear of the legend
     return fig
 
 
@@ -791,6 +790,7 @@ def side_by_side(figures, titles, equal_aspect=None, widths=None, legend_from=(0
     equal_aspect = equal_aspect or (True,) * n
     fig = make_subplots(rows=1, cols=n, subplot_titles=titles, column_widths=widths,
                         horizontal_spacing=0.08)
+    fig.update_annotations(font_size=14)  # the panel titles: a size below the figure title
     for col, panel in enumerate(figures, start=1):
         for trace in panel.data:
             if col - 1 not in legend_from:

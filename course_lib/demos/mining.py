@@ -286,6 +286,9 @@ def draw_mining(state):
             fig.add_trace(go.Scatter(x=ends[:, 0], y=ends[:, 1], mode="markers", name="fallback negative",
                                      marker=dict(size=22, symbol="x-open", color="black")))
     lo, hi = points.min(axis=0) - 0.8, points.max(axis=0) + 0.8
+    if state["anchor"] != "all" and state["bands"]:  # keep every margin circle in view
+        reach = max(outer for _, _, outer in state["bands"]) + 0.1
+        lo, hi = np.minimum(lo, centre - reach), np.maximum(hi, centre + reach)
     fig.update_xaxes(range=[lo[0], hi[0]])
     fig.update_yaxes(range=[lo[1], hi[1]])
     return fig
@@ -407,14 +410,17 @@ def replica_readout(state):
 
 def draw_replicas(state):
     """Left: the B x B pairs by replica; right: negatives per anchor, global vs in-replica."""
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45],
-                        subplot_titles=("pairs an in-replica miner sees (x: globally hardest negative)",
-                                        "negatives per anchor"))
-    if not state["valid"]:
+    if not state["valid"]:  # only the message: no empty panels
+        fig = go.Figure()
         fig.add_annotation(text=state["message"], showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
                            font=dict(size=14, color=viz.NEGATIVE_COLOR))
-        fig.update_layout(template="plotly_white", height=460)
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+        fig.update_layout(template="plotly_white", height=470)
         return fig
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.1,
+                        subplot_titles=("pairs a replica's miner sees<br>(x: globally hardest negative)",
+                                        "negatives per anchor"))
     pos, neg, same = state["positive_mask"], state["negative_mask"], state["same_replica"]
     # 0 self/unseen, 1 positive seen, 2 negative seen, 3 positive on another replica, 4 negative elsewhere
     codes = np.select([pos & same, neg & same, pos & ~same, neg & ~same], [1, 2, 3, 4], 0)
