@@ -69,8 +69,9 @@ def triplet_loss(labels, embeddings, margin=1.0, mining="semi-hard", metric="euc
 
     ``mining``:
       * ``"all"``: every valid triplet; mean over the triplets with loss > 0
-        (Hermans' "batch all, != 0"). Enumerates the triplets one round of
-        positives at a time: O(B^2 K) time for a P x K batch, O(B^2) memory.
+        (Hermans' "batch all, != 0"). Enumerates the O(B^3) triplets one
+        round of positives at a time: O(B^2 K) time for a P x K batch (B^3
+        when the batch has few classes), O(B^2) memory.
       * ``"hard"``: per anchor its farthest positive and closest negative;
         mean over anchors with >= 1 positive and >= 1 negative. O(B^2).
       * ``"semi-hard"``: per positive pair (a, p) the closest negative with
@@ -246,8 +247,9 @@ def angular_loss(labels, embeddings, alpha_degrees=45.0):
     tan(n') = ||x_a - x_p|| / (2 ||x_n - x_c||) <= tan(alpha), with x_c the
     pair's midpoint (x_a + x_p) / 2: the negative is pushed away from x_c in
     proportion to the pair's size, so the loss is scale-invariant. Enumerates
-    (pair, negative) combinations one positive round at a time: O(B^2 K) time,
-    O(B^2) memory; the rounds carry dL/d(x_i . x_j) out (see :func:`_with_gradient`).
+    (pair, negative) combinations, O(B^3), one positive round at a time:
+    O(B^2 K) time for a P x K batch, O(B^2) memory; the rounds carry
+    dL/d(x_i . x_j) out (see :func:`_with_gradient`).
     """
     if not isinstance(alpha_degrees, numbers.Real) or isinstance(alpha_degrees, bool):
         raise TypeError(f"`alpha_degrees` must be a number, got {type(alpha_degrees).__name__}.")
