@@ -158,6 +158,24 @@ def test_evaluate_under_xla_matches_reference(cls, kwargs, reference):
     np.testing.assert_allclose(got, reference(labels, emb, **kwargs), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("cls, kwargs, reference", CASES, ids=IDS)
+def test_train_step_under_xla_matches_plain_graph(cls, kwargs, reference):
+    # Keras compiles the *train* step with XLA on GPU: the gradient the
+    # losses carry out of their loops must compile and give the same update.
+    labels, x = make_clustered_batch(p=3, k=4, dim=5, seed=57)
+    weights = {}
+    for jit in (False, True):
+        model = _embedding_model(x.shape[1], seed=57)
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=cls(**kwargs), jit_compile=jit)
+        history = model.fit(x, labels[:, None], batch_size=len(x), epochs=2, shuffle=False, verbose=0)
+        assert np.all(np.isfinite(history.history["loss"]))
+        weights[jit] = [keras.ops.convert_to_numpy(w) for w in model.weights]
+    start = _embedding_model(x.shape[1], seed=57).weights[0]
+    assert not np.allclose(weights[True][0], keras.ops.convert_to_numpy(start))  # it did train
+    for plain, xla in zip(weights[False], weights[True]):
+        np.testing.assert_allclose(xla, plain, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_model_loss_is_float32(policy):
     # embeddings come out in half precision; the loss is computed in float32
