@@ -52,10 +52,12 @@ def _safe_sqrt(squared):
     return tf.where(is_zero, tf.zeros_like(squared), tf.sqrt(safe))
 
 
+def _unit_rows(x):
+    return tf.math.l2_normalize(x, axis=1, epsilon=1e-12)
+
+
 def _cosine(a, b):
-    a = tf.math.l2_normalize(a, axis=1, epsilon=1e-12)
-    b = tf.math.l2_normalize(b, axis=1, epsilon=1e-12)
-    return tf.maximum(1.0 - tf.matmul(a, b, transpose_b=True), 0.0)
+    return tf.maximum(1.0 - tf.matmul(_unit_rows(a), _unit_rows(b), transpose_b=True), 0.0)
 
 
 def cross_distances(queries, gallery, metric="euclidean"):
@@ -88,10 +90,8 @@ def paired_distances(a, b, metric="euclidean"):
     if a.shape.is_fully_defined() and b.shape.is_fully_defined() and a.shape != b.shape:
         raise ValueError(f"`a` and `b` must have the same shape [N, D], got {a.shape} and {b.shape}.")
     if metric == "cosine":
-        a = tf.math.l2_normalize(a, axis=1, epsilon=1e-12)
-        b = tf.math.l2_normalize(b, axis=1, epsilon=1e-12)
-        return tf.maximum(1.0 - tf.reduce_sum(a * b, axis=1), 0.0)
-    squared = tf.reduce_sum(tf.square(a - b), axis=1)
+        return tf.maximum(1.0 - tf.reduce_sum(_unit_rows(a) * _unit_rows(b), axis=1), 0.0)
+    squared = _squared_norms(a - b)
     if metric == "squared_euclidean":
         return squared
     return _safe_sqrt(squared)

@@ -82,11 +82,6 @@ def closest_negatives(distances, neg):
     return tf.argmin(tf.where(neg, distances, float("inf")), axis=1, output_type=tf.int32)
 
 
-def farthest_negatives(distances, neg):
-    """[B] index of each anchor's farthest negative (meaningless without one)."""
-    return tf.argmax(tf.where(neg, distances, -1.0), axis=1, output_type=tf.int32)
-
-
 def semi_hard_search(distances, neg):
     """A function ``p -> n``: the semi-hard negative of each pair (a, p[a]), both [B].
 
