@@ -1,6 +1,8 @@
 # Two commands do all set-up on a fresh machine with Python 3.11+ and make:
 #   make lab    create .venv, install, open JupyterLab on the first lesson
 #   make test   create/update .venv, run every test (library, lessons, browser)
+#   make reset-lessons               put every lesson back as committed (drops your edits and outputs)
+#   make reset-lessons LESSON=03     the same for one lesson (notebooks/03_*.ipynb)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -8,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 FIRST_LESSON := notebooks/00_tour.ipynb
 
-.PHONY: lab test test-quick test-ui install benchmark data clean
+.PHONY: lab test test-quick test-ui install benchmark data clean reset-lessons
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version.split()[0]'
@@ -46,6 +48,18 @@ benchmark: install
 
 data: install
 	$(BIN)/python scripts/build_data.py
+
+# JupyterLab autosaves what you do in a lesson (outputs, your answers) into notebooks/.
+# The tests read the committed lessons, so that never breaks `make test`; this target
+# restores the committed version when you want a fresh start.
+LESSON ?=
+LESSON_FILES := $(if $(LESSON),$(wildcard notebooks/$(LESSON)*.ipynb),notebooks/)
+
+reset-lessons:
+	@git rev-parse --is-inside-work-tree >/dev/null 2>&1 || \
+	  { echo "not a git checkout: download the lessons again to reset them"; exit 1; }
+	@test -n "$(LESSON_FILES)" || { echo "no lesson matches notebooks/$(LESSON)*.ipynb"; exit 1; }
+	git checkout -- $(LESSON_FILES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

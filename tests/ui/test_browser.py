@@ -31,6 +31,9 @@ pytestmark = pytest.mark.ui
 REPO = labdriver.REPO
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 INTERACTIVE_LESSONS = [p for p in NOTEBOOKS if labdriver.interactive_cells(p)]
+# The lessons as they were on disk before any browser run: a learner's working copy may hold
+# outputs (JupyterLab autosaves); what must not happen is the test run changing the file.
+ON_DISK = {p: p.read_bytes() for p in NOTEBOOKS}
 
 
 def expect(condition, message: str) -> None:
@@ -122,9 +125,10 @@ def check_interactives(page, name: str, expected: int, screenshot_dir: Path) -> 
 
 
 def check_file_untouched(path: Path, name: str) -> None:
-    """The browser must not write outputs into the lesson (autosave is off in the test server)."""
-    expect(not labdriver.has_outputs(path),
-           f"{name}: {path.name} has outputs on disk after the browser run: it was saved")
+    """The browser must not save the lesson (autosave is off in the test server)."""
+    expect(path.read_bytes() == ON_DISK[path],
+           f"{name}: {path.name} changed on disk during the browser run: it was saved"
+           + (" with outputs" if labdriver.has_outputs(path) else ""))
 
 
 # ------------------------------------------------------------------- tests
