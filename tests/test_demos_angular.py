@@ -143,7 +143,7 @@ def test_degrees_not_radians():
     assert np.allclose(table["t (np.tan(alpha): radians, wrong)"], [math.tan(30.0) ** 2, math.tan(45.0) ** 2])
 
 
-# ------------------------------------------------------------ state, invariance, figure
+# ------------------------------------------------------------ state, local size, figure
 def test_state_flags_and_consistency():
     for xy in [(1.2, -0.6), (0.2, 0.3), (0.15, 0.45), (0.0, 0.0), (0.0, -0.5), (-1.2, 1.4)]:
         for alpha in (25.0, 45.0, 60.0):
@@ -166,17 +166,34 @@ def test_zero_negative_gives_no_nan():
     assert math.isclose(s["angle_n"], 90.0) and s["bracket"] == 0.0 and not s["loss_active"]
 
 
-def test_invariance_table():
-    a, p, n = da.compute(45.0, 0.2, 0.3)["points"]
-    table = da.invariance_table(a, p, n, 45.0, scales=(0.5, 1.0, 3.0), rotations=(0.0, 37.0), margin=0.2)
-    assert table["scale"] == [0.5, 1.0, 3.0] * 2 and table["rotation"] == [0.0] * 3 + [37.0] * 3
-    for key in ("angle_n", "angle_n_reformulated", "npair_angular"):
-        assert np.allclose(table[key], table[key][0]), key
-    hinge = np.array(table["hinge_loss"])
-    assert np.allclose(hinge / np.array(table["scale"]) ** 2, hinge[1])
-    d_ap, d_an = np.linalg.norm(a - p), np.linalg.norm(a - n)
-    expected = [max(0.0, s * d_ap - s * d_an + 0.2) for s in (0.5, 1.0, 3.0)] * 2
-    assert np.allclose(table["triplet_loss"], expected)
+def test_on_sphere_is_the_exponential_map():
+    for xy in ([0.0, 0.0], [0.3, -0.4], [1.0, 2.0]):
+        z = da.on_sphere(xy)
+        assert math.isclose(np.linalg.norm(z), 1.0, rel_tol=1e-12)
+        # geodesic distance from the pole = ||xy||
+        assert math.isclose(math.acos(np.clip(z[2], -1, 1)), np.linalg.norm(xy), abs_tol=1e-9)
+
+
+def test_local_size_table():
+    """Same unit vectors for both losses; the angular constraint keeps its verdict as the
+    triangle shrinks (its required clearance scales with ||a - p||), the triplet margin does not."""
+    sizes = (0.8, 0.4, 0.1, 0.02)
+    table = da.local_size_table(sizes, alpha_degrees=45.0, margin=0.2)
+    assert table["size"] == list(sizes)
+    for i, size in enumerate(sizes):
+        a, p, n = (da.on_sphere(size * z) for z in da.SPHERE_SHAPE)
+        d_ap, d_an = np.linalg.norm(a - p), np.linalg.norm(a - n)
+        assert math.isclose(table["D(a,p)"][i], d_ap) and math.isclose(table["D(a,n)"][i], d_an)
+        assert math.isclose(table["required ||n - c||"][i], d_ap / 2)          # tan 45 = 1
+        assert table["angular holds"][i] == (table["||n - c||"][i] >= d_ap / 2)
+        assert table["triplet holds"][i] == (d_ap + 0.2 <= d_an)
+        assert math.isclose(table["D(a,p) - D(a,n) + m"][i], d_ap - d_an + 0.2)
+    assert all(table["angular holds"]) and table["triplet holds"] == [True, False, False, False]
+    # nearly the same shape at every size: angles within 2.5 degrees
+    assert np.ptp(table["angle at n"]) < 2.5 and np.ptp(table["n'"]) < 1.5
+    # the required clearance is proportional to the pair's size
+    ratio = np.array(table["required ||n - c||"]) / np.array(table["D(a,p)"])
+    assert np.allclose(ratio, ratio[0])
 
 
 def test_draw():

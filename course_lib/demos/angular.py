@@ -18,6 +18,13 @@ and n' <= alpha gives the triangle (hinge) form of the loss
 
     l_ang = [ ||x_a - x_p||^2 - 4 tan^2(alpha) ||x_n - x_c||^2 ]_+ .
 
+The hinge is off iff ||x_n - x_c|| >= ||x_a - x_p|| / (2 tan alpha): the
+negative must clear the pair's midpoint by a distance proportional to the
+pair's own size. On unit-length embeddings (no global scale to be invariant
+to) that is the property that matters: a tight pair and a wide pair of the
+same shape get the same verdict, where the triplet loss's absolute margin
+does not (:func:`local_size_table`).
+
 Its gradients: d/dx_a = 2 (x_a - x_p) - 2t (x_a + x_p - 2 x_n),
 d/dx_p = 2 (x_p - x_a) - 2t (x_a + x_p - 2 x_n), d/dx_n = 4t (x_a + x_p - 2 x_n)
 with t = tan^2(alpha) (when the hinge is active; 0 otherwise).
@@ -44,7 +51,8 @@ from course_lib.viz import NEGATIVE_COLOR, POSITIVE_COLOR, add_arrows
 __all__ = [
     "tan_squared", "angle_at", "reformulated_angle", "triangle_loss", "triangle_gradients",
     "f_apn", "f_apn_with_typo", "npair_angular_numpy", "triangle_state", "compute", "draw",
-    "readout", "angle_boundary", "invariance_table", "pitfall_table", "ANCHOR", "POSITIVE",
+    "readout", "angle_boundary", "on_sphere", "local_size_table", "pitfall_table", "ANCHOR", "POSITIVE",
+    "SPHERE_SHAPE",
 ]
 
 #: The toy pair: two points on the unit circle, 90 degrees apart.
@@ -251,30 +259,46 @@ def _rotation(degrees):
     return np.array([[math.cos(r), -math.sin(r)], [math.sin(r), math.cos(r)]])
 
 
-def invariance_table(a, p, n, alpha_degrees=45.0, scales=(0.5, 1.0, 2.0, 4.0), rotations=(0.0, 90.0),
-                     margin=0.2):
-    """Each quantity for the triangle scaled by s and rotated by r (a dict of lists).
+def on_sphere(xy):
+    """The point of the unit sphere in 3-D at geodesic offset ``xy`` (2-D) from the north pole.
 
-    Columns: ``scale``, ``rotation``, ``angle_n``, ``angle_n_reformulated``,
-    ``hinge_loss`` (triangle form: grows like s^2, its sign does not change),
-    ``npair_angular`` (unit vectors: unchanged), ``triplet_loss`` =
-    [||a-p|| - ||a-n|| + margin]_+ (an absolute margin: changes with s).
+    The exponential map: cos(r) e_z + sin(r) (x, y, 0) / r with r = ||xy||. It keeps
+    the distances from the pole exactly and the shape of a small figure nearly, so a
+    triangle drawn at size s around the pole is the same triangle, shrunk, on the sphere.
     """
-    a, p, n = (np.asarray(z, np.float64) for z in (a, p, n))
-    table = {k: [] for k in ("scale", "rotation", "angle_n", "angle_n_reformulated", "hinge_loss",
-                             "npair_angular", "triplet_loss")}
-    for r in rotations:
-        for s in scales:
-            ra, rp, rn = (s * _rotation(r) @ z for z in (a, p, n))
-            table["scale"].append(float(s))
-            table["rotation"].append(float(r))
-            table["angle_n"].append(angle_at(rn, ra, rp))
-            table["angle_n_reformulated"].append(reformulated_angle(ra, rp, rn))
-            table["hinge_loss"].append(triangle_loss(ra, rp, rn, alpha_degrees)[1])
-            table["npair_angular"].append(npair_angular_numpy(ra, rp, rn, alpha_degrees))
-            table["triplet_loss"].append(
-                max(0.0, float(np.linalg.norm(ra - rp) - np.linalg.norm(ra - rn) + margin)))
-    return table
+    v = np.array([xy[0], xy[1], 0.0], dtype=np.float64)
+    r = np.linalg.norm(v)
+    return np.array([0.0, 0.0, math.cos(r)]) + (v * (math.sin(r) / r) if r > 0 else 0.0)
+
+
+#: The shape of lesson 08's local-size table: a pair 1 apart and a negative below it.
+SPHERE_SHAPE = np.array([[-0.5, 0.0], [0.5, 0.0], [0.25, -1.2]])
+
+
+def local_size_table(sizes=(0.8, 0.4, 0.2, 0.1, 0.05), alpha_degrees=45.0, margin=0.2, shape=None):
+    """One triangle shape on the unit sphere at several sizes: which constraint holds? (dict of lists)
+
+    Both losses see the same unit vectors (like the course's embeddings). The angular
+    hinge is off iff ||x_n - x_c|| >= ||x_a - x_p|| / (2 tan alpha): the clearance it asks
+    of the negative is proportional to the pair's own size. The triplet hinge is off iff
+    D(a, n) >= D(a, p) + margin: the same absolute margin for a tight and a wide pair.
+    Columns: ``size``, ``D(a,p)``, ``D(a,n)``, ``angle at n``, ``n'`` (degrees),
+    ``||n - c||``, ``required ||n - c||``, ``angular holds``, ``D(a,p) - D(a,n) + m``,
+    ``triplet holds``.
+    """
+    shape = SPHERE_SHAPE if shape is None else np.asarray(shape, np.float64)
+    rows = {k: [] for k in ("size", "D(a,p)", "D(a,n)", "angle at n", "n'", "||n - c||",
+                            "required ||n - c||", "angular holds", "D(a,p) - D(a,n) + m", "triplet holds")}
+    for size in sizes:
+        a, p, n = (on_sphere(size * z) for z in shape)
+        d_ap, d_an = float(np.linalg.norm(a - p)), float(np.linalg.norm(a - n))
+        triplet = d_ap - d_an + margin
+        values = (float(size), d_ap, d_an, angle_at(n, a, p), reformulated_angle(a, p, n),
+                  float(np.linalg.norm(n - (a + p) / 2)), d_ap / (2 * math.tan(math.radians(alpha_degrees))),
+                  triangle_loss(a, p, n, alpha_degrees)[0] <= 0, triplet, triplet <= 0)
+        for key, value in zip(rows, values):
+            rows[key].append(value)
+    return rows
 
 
 def pitfall_table(alphas=(30.0, 36.0, 45.0, 55.0)):
