@@ -69,12 +69,25 @@ def test_draw_masks_codes_match_masks():
     assert np.array_equal(z == 0, np.eye(12, dtype=bool))
 
 
+def test_pk_state_is_pk_counts_of_p_times_k():
+    for p, k in [(8, 4), (1, 5), (6, 1), (10, 6)]:
+        state, direct = dm.pk_state(p, k), dm.pk_counts(p * k, k)
+        assert state["valid"] and state["P"] == p and state["B"] == p * k
+        assert {key: state[key] for key in ("valid_triplets", "message", "hard_triplets")} == \
+            {key: direct[key] for key in ("valid_triplets", "message", "hard_triplets")}
+
+
 def test_triplet_counts_figure():
     fig = dm.triplet_counts_figure(32)
     assert len(fig.data) == 3
     ks = [2, 4, 8, 16]
-    assert list(fig.data[0].y) == [32 * (k - 1) * (32 - k) for k in ks]
+    all_counts = [32 * (k - 1) * (32 - k) for k in ks]
+    assert list(fig.data[0].y) == all_counts
+    assert max(all_counts) == all_counts[-1] == 7680  # K = 16 is the largest count plotted
     assert list(fig.data[2].y) == [32] * len(ks)
+    # the log axis is labelled at powers of ten only, never "2" or "5"
+    ticks = list(fig.layout.yaxis.tickvals)
+    assert all(np.log10(t) == int(np.log10(t)) for t in ticks) and ticks[-1] > max(all_counts)
 
 
 def test_real_pk_batch():
@@ -169,11 +182,13 @@ def test_draw_mining_traces_and_circles():
     # one green line per drawn triplet: x holds (start, end, None) per segment
     pos_trace = fig.data[names.index("anchor-positive")]
     assert len(pos_trace.x) == 3 * state["anchor_triplets"]
+    assert "circle: radius D(a, p)" in names and "circle: radius D(a, p) + m" in names  # legend for shapes
     radii = sorted(round((s.x1 - s.x0) / 2, 6) for s in fig.layout.shapes)
     expected = sorted(round(r, 6) for _, inner, outer in state["bands"] for r in (inner, outer))
     np.testing.assert_allclose(radii, expected, atol=1e-5)
     everything = dm.draw_mining(dm.mining_state("hard", 0.5, anchor="all"))
     assert len(everything.layout.shapes) == 0
+    assert not any((t.name or "").startswith("circle") for t in everything.data)
 
 
 @pytest.mark.parametrize("margin", [0.5, 2.0])
@@ -219,6 +234,10 @@ def test_replica_report_against_loops():
             hardest = min((j for j in range(32) if labels[j] != labels[i]), key=lambda j: d[i, j])
             assert state["hardest_elsewhere"][i] == (hardest not in mine)
         assert state["mean_local_negatives"] == max(shard - 4, 0)
+        gaps = [min(d[i, j] for j in range((i // shard) * shard, (i // shard + 1) * shard) if labels[j] != labels[i])
+                - min(d[i, j] for j in range(32) if labels[j] != labels[i])
+                for i in range(32) if shard > 4]
+        assert state["missed_gap"] == pytest.approx(np.mean(gaps) if gaps else 0.0, abs=1e-5)
     assert dm.replica_report(labels, x, replicas=1)["share_hardest_elsewhere"] == 0.0
     assert dm.replica_report(labels, x, replicas=8)["share_hardest_elsewhere"] == 1.0
 
@@ -244,11 +263,16 @@ def test_draw_replicas_and_sweep():
     state = dm.replica_report(labels, x, replicas=2)
     fig = dm.draw_replicas(state)
     kinds = [type(t).__name__ for t in fig.data]
-    assert kinds == ["Heatmap", "Scatter", "Bar", "Bar"]
+    assert kinds == ["Heatmap", "Scatter", "Bar", "Bar"] + ["Scatter"] * 4
     assert list(fig.data[3].y) == state["local_negatives"].tolist() == [12] * 32
+    # dark vs pale explained: one legend entry per pair colour the heatmap uses
+    legend = {t.name: t.marker.color for t in fig.data[4:]}
+    assert legend == dict(dm.REPLICA_PAIR_CODES[1:])
+    z = np.asarray(fig.data[0].z)
+    assert set(np.unique(z)) == {0, 1, 2, 4}  # class after class: no positive on another replica
     rows = dm.replica_sweep(labels, x, (1, 2, 3, 4))
-    assert [r["replicas"] for r in rows] == [1, 2, 4]  # R=3 does not divide B=32
-    assert [r["negatives_in_replica"] for r in rows] == [28, 12, 4]
+    assert [r["R"] for r in rows] == [1, 2, 4]  # R=3 does not divide B=32
+    assert [r["neg. in replica"] for r in rows] == [28, 12, 4]
     assert "12.0 in-replica vs 28.0 global" in dm.replica_readout(state)
 
 
@@ -263,3 +287,5 @@ def test_replica_report_agrees_with_course_lib_distributed():
         assert seen["negatives_per_replica"] == state["mean_local_negatives"]
         assert seen["negatives_global"] == state["mean_global_negatives"]
         assert state["library"]["hardest_negative_elsewhere"] == pytest.approx(state["share_hardest_elsewhere"])
+        # the per-anchor view the figure draws agrees with the library's share
+        assert state["hardest_elsewhere"].mean() == pytest.approx(state["share_hardest_elsewhere"])

@@ -3,7 +3,7 @@
 Four pictures, each a pure ``compute(**params) -> state`` and ``draw(state) -> go.Figure``
 (plus a ``readout(state) -> str``), bound to sliders by :class:`course_lib.widgets.Interactive`:
 
-1. **Counting** (:func:`pk_counts`, :func:`draw_masks`). A P x K batch holds
+1. **Counting** (:func:`pk_counts`, :func:`pk_state`, :func:`draw_masks`). A P x K batch holds
    B = P K embeddings, K of each of P classes. Each anchor has
 
        K - 1 positives,   B - K negatives,
@@ -23,7 +23,11 @@ Four pictures, each a pure ``compute(**params) -> state`` and ``draw(state) -> g
    :func:`semi_hard_variants` shows what three libraries call "semi-hard".
 4. **Mining across replicas** (:func:`replica_report`, :func:`draw_replicas`):
    ``tf.distribute`` splits a global batch into R contiguous slices, and each
-   replica mines only inside its slice of B / R embeddings.
+   replica mines only inside its slice of B / R embeddings. The numbers are
+   :mod:`course_lib.distributed`'s; the demo adds the per-anchor picture.
+
+Notation: P classes x K samples per class, as Hermans et al. (2017) write it.
+Some texts swap the letters (K classes x P samples); see docs/definitions.md.
 """
 
 from __future__ import annotations
@@ -89,6 +93,16 @@ def pk_counts(batch_size=32, samples_per_class=4):
     return state
 
 
+def pk_state(classes_per_batch=8, samples_per_class=4):
+    """:func:`pk_counts` of the batch of P = ``classes_per_batch`` classes x K = ``samples_per_class``.
+
+    The lesson's widget moves P and K, so every position is a valid batch
+    (B = P K); :func:`pk_counts` still explains a B that K does not divide.
+    """
+    p, k = int(classes_per_batch), int(samples_per_class)
+    return pk_counts(p * k, k)
+
+
 def pk_readout(state):
     if not state["valid"]:
         return f"invalid batch: {state['message']}"
@@ -130,10 +144,12 @@ def draw_masks(state):
 
 
 def triplet_counts_figure(batch_size=32):
-    """Static figure: triplets per batch for every K dividing B (B fixed).
+    """Static figure: triplets per batch for every K dividing B (B fixed), 1 < K < B.
 
-    Batch-all enumerates B (K - 1) (B - K) triplets: a parabola in K with its
-    top near K = B / 2; batch-hard keeps B, semi-hard B (K - 1).
+    Batch-all enumerates B (K - 1) (B - K) triplets: a parabola in K, zero at
+    K = 1 (no positives) and K = B (no negatives), largest at K = (B + 1) / 2
+    (for B = 32 the largest divisor there is K = 16); batch-hard keeps B,
+    semi-hard B (K - 1). The y axis is logarithmic, labelled at powers of 10.
     """
     ks = [k for k in range(2, batch_size) if batch_size % k == 0]
     counts = [pk_counts(batch_size, k) for k in ks]
@@ -141,10 +157,14 @@ def triplet_counts_figure(batch_size=32):
     for key, name in (("valid_triplets", "all valid triplets: B(K-1)(B-K)"),
                       ("semi_hard_triplets", "semi-hard: B(K-1)"), ("hard_triplets", "hard: B")):
         fig.add_trace(go.Bar(x=[f"K={c['K']} (P={c['P']})" for c in counts], y=[c[key] for c in counts],
-                             name=name, text=[c[key] for c in counts], textposition="outside"))
-    fig.update_yaxes(type="log", title="triplets per batch")
+                             name=name, text=[f"{c[key]:,}" for c in counts], textposition="outside"))
+    top = max(c["valid_triplets"] for c in counts)
+    decades = [10 ** e for e in range(0, int(np.ceil(np.log10(top * 3))) + 1)]
+    fig.update_yaxes(type="log", title="triplets per batch (log scale)", tickvals=decades,
+                     ticktext=[f"{v:,}" for v in decades], range=[0, np.log10(top * 3)])
+    fig.update_xaxes(title=f"how B={batch_size} is split: K samples per class (P classes)")
     fig.update_layout(title=f"How many triplets one batch of B={batch_size} offers", barmode="group",
-                      template="plotly_white", height=380, margin=dict(l=60, r=20, t=60, b=40))
+                      template="plotly_white", height=400, margin=dict(l=70, r=20, t=70, b=50))
     return fig
 
 
@@ -280,6 +300,11 @@ def draw_mining(state):
         for _, inner, outer in state["bands"]:
             viz.add_circle(fig, centre, inner, color=viz.POSITIVE_COLOR, dash="dot", name="D(a,p)")
             viz.add_circle(fig, centre, outer, color="gray", dash="dash", name="D(a,p)+m")
+        # Layout shapes have no legend entry: one legend-only line per kind of circle.
+        for color, dash, name in ((viz.POSITIVE_COLOR, "dot", "circle: radius D(a, p)"),
+                                  ("gray", "dash", "circle: radius D(a, p) + m")):
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=name, hoverinfo="skip",
+                                     line=dict(color=color, dash=dash)))
         fallbacks = state["shown"][state["fallback"][state["shown"]]]
         if len(fallbacks):
             ends = points[state["triplets"][2][fallbacks]]
@@ -335,30 +360,24 @@ def semi_hard_variants(anchor, margin=0.5, points=None, labels=None):
 
 # ------------------------------------------------------ 4. across replicas
 def replica_report(labels, embeddings, replicas=2, order="class after class", seed=0):
-    """What each anchor sees when a global batch is split over ``replicas`` (NumPy).
+    """What each anchor sees when a global batch is split over ``replicas``.
 
-    ``tf.distribute`` gives replica r the rows [r B/R, (r + 1) B/R) of the
-    global batch; an in-replica miner only compares an anchor with the rows
-    of its own slice. ``order`` = "class after class" keeps the batch as
-    :func:`course_lib.data.pk_batch_plan` builds it; "shuffled" permutes the
-    rows first (with ``seed``), which also splits classes.
+    The numbers come from :mod:`course_lib.distributed`, which owns this
+    analysis (``replica_of``, ``negatives_seen``; ``per_replica_mining_report``
+    is kept under ``library``); this function adds the per-anchor view the
+    figure draws. ``order="shuffled"`` permutes the rows first (``seed``).
 
-    State: ``valid`` / ``message`` (B must be a multiple of R), ``replica``
-    (replica of each row), ``global_negatives`` / ``local_negatives`` and
-    ``global_positives`` / ``local_positives`` (per anchor counts),
-    ``hardest_elsewhere`` (per anchor: its globally closest negative sits on
-    another replica), ``share_hardest_elsewhere``, ``missed_gap`` (mean of
-    D(a, local closest negative) - D(a, global closest negative) over anchors
-    with a local negative), ``anchors_without_positive`` /
-    ``anchors_without_negative`` (in their replica), and ``library``: the
-    summary of :func:`course_lib.distributed.per_replica_mining_report` on
-    the same (possibly shuffled) batch, whose ``hardest_negative_elsewhere``
-    must equal ``share_hardest_elsewhere`` and which adds
-    ``semi_hard_negative_elsewhere`` (positive pairs whose semi-hard negative
-    sits on another replica).
+    State: ``valid`` / ``message`` (B must be a multiple of R), ``replica``,
+    masks ``positive_mask`` / ``negative_mask`` / ``same_replica``; per
+    anchor ``global_negatives`` / ``local_negatives``, ``global_positives`` /
+    ``local_positives``, ``global_hardest`` (its batch-hard negative) and
+    ``hardest_elsewhere``; the library's ``mean_global_negatives``,
+    ``mean_local_negatives``, ``share_hardest_elsewhere``; ``missed_gap``
+    (mean D(a, closest in-replica negative) - D(a, closest negative)) and
+    ``anchors_without_positive`` / ``anchors_without_negative`` in-replica.
     """
     y = np.asarray(labels).reshape(-1)
-    x = np.asarray(embeddings, dtype=np.float64).reshape(len(y), -1)
+    x = np.asarray(embeddings, dtype=np.float32).reshape(len(y), -1)
     b, r = len(y), int(replicas)
     state = dict(B=b, replicas=r, order=order, valid=False, message="")
     if r < 1 or b % r:
@@ -369,30 +388,32 @@ def replica_report(labels, embeddings, replicas=2, order="class after class", se
         y, x = y[perm], x[perm]
     elif order != "class after class":
         raise ValueError(f"Unknown order={order!r}: expected 'class after class' or 'shuffled'.")
+    library = distributed.per_replica_mining_report(y, x, r)
+    replica = distributed.replica_of(b, r)
     d = distance_matrix(x)
-    replica = np.arange(b) // (b // r)
     same_replica = replica[:, None] == replica[None, :]
     pos = (y[:, None] == y[None, :]) & ~np.eye(b, dtype=bool)
     neg = y[:, None] != y[None, :]
-    global_hardest = np.argmin(np.where(neg, d, np.inf), axis=1)
+    hard = mining.mine_triplets(y, x, strategy="hard")
+    global_hardest = np.full(b, -1)
+    global_hardest[hard.anchor.numpy()] = hard.negative.numpy()
     local_neg = neg & same_replica
-    local_hardest_d = np.min(np.where(local_neg, d, np.inf), axis=1)
     has_local = local_neg.any(axis=1)
-    missed = local_hardest_d[has_local] - d[np.arange(b), global_hardest][has_local]
-    hardest_elsewhere = replica[global_hardest] != replica
+    rows = np.flatnonzero(has_local & (global_hardest >= 0))
+    missed = np.min(np.where(local_neg, d, np.inf), axis=1)[rows] - d[rows, global_hardest[rows]]
     state.update(
         valid=True, labels=y, replica=replica, distances=d, positive_mask=pos, negative_mask=neg,
         same_replica=same_replica, global_hardest=global_hardest,
         global_negatives=neg.sum(axis=1), local_negatives=local_neg.sum(axis=1),
         global_positives=pos.sum(axis=1), local_positives=(pos & same_replica).sum(axis=1),
-        hardest_elsewhere=hardest_elsewhere, share_hardest_elsewhere=float(hardest_elsewhere.mean()),
+        hardest_elsewhere=(global_hardest >= 0) & (replica[global_hardest] != replica),
+        mean_global_negatives=library["negatives_global"],
+        mean_local_negatives=library["negatives_per_replica"],
+        share_hardest_elsewhere=library["hardest_negative_elsewhere"],
         missed_gap=float(missed.mean()) if len(missed) else 0.0,
         anchors_without_positive=int(np.sum((pos & same_replica).sum(axis=1) == 0)),
-        anchors_without_negative=int(np.sum(~has_local)),
+        anchors_without_negative=int(np.sum(~has_local)), library=library,
     )
-    state["mean_global_negatives"] = float(state["global_negatives"].mean())
-    state["mean_local_negatives"] = float(state["local_negatives"].mean())
-    state["library"] = distributed.per_replica_mining_report(y, x.astype(np.float32), r)
     return state
 
 
@@ -408,8 +429,22 @@ def replica_readout(state):
     )
 
 
+#: The pair codes of :func:`draw_replicas`: (name, colour); dark = same replica, pale = another.
+REPLICA_PAIR_CODES = (
+    ("self", "#dddddd"),
+    ("positive, same replica", viz.POSITIVE_COLOR),
+    ("negative, same replica", viz.NEGATIVE_COLOR),
+    ("positive, other replica", "#b8e0b8"),
+    ("negative, other replica", "#f4c7c7"),
+)
+
+
 def draw_replicas(state):
-    """Left: the B x B pairs by replica; right: negatives per anchor, global vs in-replica."""
+    """Left: the B x B pairs by replica; right: negatives per anchor, global vs in-replica.
+
+    Traces: the heatmap, the x of each anchor's globally hardest negative,
+    the two bar series, then one legend-only square per pair colour.
+    """
     if not state["valid"]:  # only the message: no empty panels
         fig = go.Figure()
         fig.add_annotation(text=state["message"], showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
@@ -419,45 +454,52 @@ def draw_replicas(state):
         fig.update_layout(template="plotly_white", height=470)
         return fig
     fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.1,
-                        subplot_titles=("pairs a replica's miner sees<br>(x: globally hardest negative)",
-                                        "negatives per anchor"))
+                        subplot_titles=("pairs, by the replica that holds them", "negatives per anchor"))
     pos, neg, same = state["positive_mask"], state["negative_mask"], state["same_replica"]
-    # 0 self/unseen, 1 positive seen, 2 negative seen, 3 positive on another replica, 4 negative elsewhere
     codes = np.select([pos & same, neg & same, pos & ~same, neg & ~same], [1, 2, 3, 4], 0)
-    names = np.array(["self", "positive, same replica", "negative, same replica",
-                      "positive, other replica", "negative, other replica"])[codes]
-    colors = ["#dddddd", viz.POSITIVE_COLOR, viz.NEGATIVE_COLOR, "#b8e0b8", "#f4c7c7"]
+    names = np.array([name for name, _ in REPLICA_PAIR_CODES])[codes]
     scale = []
-    for i, c in enumerate(colors):
-        scale += [[i / 5, c], [(i + 1) / 5, c]]
+    for i, (_, color) in enumerate(REPLICA_PAIR_CODES):
+        scale += [[i / 5, color], [(i + 1) / 5, color]]
     fig.add_trace(go.Heatmap(z=codes, zmin=-0.5, zmax=4.5, colorscale=scale, showscale=False,
                              customdata=names, hovertemplate="anchor %{y}, %{x}: %{customdata}<extra></extra>"),
                   row=1, col=1)
-    b = state["B"]
-    fig.add_trace(go.Scatter(x=state["global_hardest"], y=np.arange(b), mode="markers", name="globally hardest negative",
-                             marker=dict(symbol="x", size=6, color="black")), row=1, col=1)
-    anchors = np.arange(b)
-    fig.add_trace(go.Bar(x=anchors, y=state["global_negatives"], name="global batch", marker_color="#bbbbbb"),
-                  row=1, col=2)
-    fig.add_trace(go.Bar(x=anchors, y=state["local_negatives"], name="in its replica",
+    b, anchors = state["B"], np.flatnonzero(state["global_hardest"] >= 0)
+    fig.add_trace(go.Scatter(x=state["global_hardest"][anchors], y=anchors, mode="markers",
+                             name="x: globally hardest negative", marker=dict(symbol="x", size=6, color="black")),
+                  row=1, col=1)
+    fig.add_trace(go.Bar(x=np.arange(b), y=state["global_negatives"], name="negatives in the global batch",
+                         marker_color="#bbbbbb"), row=1, col=2)
+    fig.add_trace(go.Bar(x=np.arange(b), y=state["local_negatives"], name="negatives in its replica",
                          marker_color=viz.NEGATIVE_COLOR), row=1, col=2)
+    for name, color in REPLICA_PAIR_CODES[1:]:
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, hoverinfo="skip",
+                                 marker=dict(symbol="square", size=12, color=color)), row=1, col=1)
     fig.update_yaxes(autorange="reversed", row=1, col=1, title="anchor")
+    fig.update_xaxes(title="other sample", row=1, col=1)
     fig.update_xaxes(title="anchor", row=1, col=2)
-    fig.update_layout(barmode="overlay", template="plotly_white", height=470,
-                      title=f"{state['replicas']} replica(s), batch {state['order']}",
-                      margin=dict(l=50, r=20, t=80, b=40))
+    fig.update_layout(barmode="overlay", template="plotly_white", height=500,
+                      title=dict(text=f"{state['replicas']} replica(s) of {b // state['replicas']}, "
+                                      f"batch {state['order']}", y=0.98, yanchor="top"),
+                      margin=dict(l=50, r=20, t=100, b=40))
     return fig
 
 
 def replica_sweep(labels, embeddings, replica_counts=(1, 2, 4, 8), order="class after class"):
-    """:func:`replica_report` for several R: rows of the summary numbers (for a table)."""
+    """:func:`replica_report` for several R: one row of summary numbers per valid R (for a table).
+
+    Short column names, so the table fits a notebook cell: negatives per
+    anchor in the replica and in the global batch, shares of anchors whose
+    hardest (pairs whose semi-hard) negative sits on another replica, the
+    mean ``missed_gap`` and the anchors left without a positive.
+    """
     rows = []
     for r in replica_counts:
         s = replica_report(labels, embeddings, r, order)
         if s["valid"]:
-            rows.append(dict(replicas=r, negatives_in_replica=s["mean_local_negatives"],
-                             negatives_global=s["mean_global_negatives"],
-                             share_hardest_elsewhere=s["share_hardest_elsewhere"],
-                             semi_hard_elsewhere=s["library"]["semi_hard_negative_elsewhere"],
-                             missed_gap=s["missed_gap"], anchors_without_positive=s["anchors_without_positive"]))
+            rows.append({"R": r, "neg. in replica": s["mean_local_negatives"],
+                         "neg. global": s["mean_global_negatives"],
+                         "hardest elsewhere": s["share_hardest_elsewhere"],
+                         "semi-hard elsewhere": s["library"]["semi_hard_negative_elsewhere"],
+                         "missed gap": s["missed_gap"], "no positive": s["anchors_without_positive"]})
     return rows
