@@ -1,0 +1,25 @@
+"""The names of the options and their choices, in one place that imports no TensorFlow.
+
+``python -m course_lib --help`` reads them without starting TensorFlow; the
+library checks its arguments against the same tuples. The *defaults* are not
+here: each belongs to the function that uses it (``triplet_loss(margin=0.2)``)
+and :func:`course_lib.losses.defaults` reads them from there.
+"""
+
+from __future__ import annotations
+
+METRICS = ("euclidean", "squared_euclidean", "cosine")
+STRATEGIES = ("all", "hard", "semi-hard")  # triplet mining
+LOSSES = ("contrastive", "triplet", "npairs", "angular", "supcon", "nt-xent", "multi-similarity",
+          "cross_entropy")  # cross_entropy: the softmax classifier baseline
+DATASETS = ("mnist", "fashion_mnist")
+SPLITS = ("train", "test")
+SOURCES = ("auto", "bundled", "full")
+PROJECTIONS = ("pca", "umap")
+
+
+def check_choice(name, value, choices):
+    """``value`` when it is one of ``choices``, else a ValueError naming ``name``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {name}={value!r}.")
+    return value
