@@ -3,6 +3,10 @@
 Pure functions: data in, ``go.Figure`` out. The lesson-specific pictures
 (``course_lib.demos``) and the command line build on them; embedding
 scatter plots of real data live in :mod:`course_lib.projection`.
+
+Sections: colours; points, segments, triplets, arrows and circles; panels
+side by side; image grids, learning curves and animations. Plus one NumPy
+helper the demos share, :func:`distances_numpy`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,17 @@ CLASS_COLORS = (
 )
 POSITIVE_COLOR = "#2ca02c"
 NEGATIVE_COLOR = "#d62728"
+INACTIVE_COLOR = "#c7c7c7"  # triplets or pairs that contribute nothing
+
+
+def distances_numpy(points):
+    """Euclidean distance matrix [B, B] computed from the differences (float64).
+
+    D(i, j) = ||x_i - x_j||, in NumPy for the demos' figures and checks (the
+    losses use :func:`course_lib.distances.pairwise_distances`).
+    """
+    x = np.asarray(points, dtype=np.float64)
+    return np.linalg.norm(x[:, None, :] - x[None, :, :], axis=-1)
 
 
 def class_color(label):
@@ -55,14 +70,22 @@ def add_triplets(fig, points, triplets, max_triplets=200, opacity=0.5,
     points = np.asarray(points)
     a, p, n = (np.asarray(t)[:max_triplets] for t in triplets)
     for ends, color, name in ((p, colors[0], names[0]), (n, colors[1], names[1])):
-        xs, ys = _segments(points[a], points[ends])
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, opacity=opacity,
-                                 line=dict(color=color, width=1.5), hoverinfo="skip"))
+        add_segments(fig, points[a], points[ends], color, name, opacity=opacity)
+    return fig
+
+
+def add_segments(fig, starts, ends, color, name, opacity=1.0, width=1.5):
+    """One line trace of the segments starts[k] -> ends[k]; an empty trace if there are none."""
+    xs, ys = _segments(starts, ends)
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, opacity=opacity,
+                             line=dict(color=color, width=width), hoverinfo="skip"))
     return fig
 
 
 def _segments(starts, ends):
     """x and y lists for many line segments in one trace (None breaks the line)."""
+    starts = np.asarray(starts, dtype=float).reshape(-1, 2)
+    ends = np.asarray(ends, dtype=float).reshape(-1, 2)
     xs = np.stack([starts[:, 0], ends[:, 0], np.full(len(starts), np.nan)], 1).ravel()
     ys = np.stack([starts[:, 1], ends[:, 1], np.full(len(starts), np.nan)], 1).ravel()
     return [None if np.isnan(v) else float(v) for v in xs], [None if np.isnan(v) else float(v) for v in ys]
@@ -79,14 +102,31 @@ def add_arrows(fig, starts, vectors, color="black", name="gradient", scale=1.0):
     keep = np.linalg.norm(vectors, axis=1) > 0
     starts, vectors = starts[keep], vectors[keep]
     ends = starts + vectors
-    xs, ys = _segments(starts, ends)
-    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, line=dict(color=color, width=2),
-                             hoverinfo="skip"))
+    add_segments(fig, starts, ends, color, name, width=2)
     angles = np.degrees(np.arctan2(vectors[:, 0], vectors[:, 1])) % 360
     fig.add_trace(go.Scatter(x=ends[:, 0], y=ends[:, 1], mode="markers", showlegend=False,
                              marker=dict(symbol="arrow", angleref="up", angle=angles, size=10, color=color),
                              hoverinfo="skip"))
     return fig
+
+
+def add_scaled_arrows(fig, starts, vectors, scale=None, length=0.5, color="black", name=None):
+    """:func:`add_arrows` for the non-zero ``vectors``, every one multiplied by ``scale``.
+
+    ``scale=None`` picks the scale that draws the longest vector ``length``
+    long: fine for one picture, wrong under a slider, where arrows would no
+    longer grow with the force; there, pass one fixed ``scale``. The name
+    (legend) shows the scale. Always adds the two traces (lines, heads),
+    empty when no vector is non-zero, so a figure keeps its trace count.
+    """
+    starts, vectors = np.asarray(starts, dtype=float), np.asarray(vectors, dtype=float)
+    norms = np.linalg.norm(vectors.reshape(-1, 2), axis=1)
+    keep = norms > 1e-7
+    if scale is None:
+        scale = length / norms.max() if keep.any() else 1.0
+    name = name or f"−gradient (×{scale:.3g})"
+    return add_arrows(fig, starts.reshape(-1, 2)[keep], vectors.reshape(-1, 2)[keep], color=color,
+                      name=name, scale=scale)
 
 
 def add_circle(fig, center, radius, color="gray", dash="dash", name=None):
@@ -95,6 +135,59 @@ def add_circle(fig, center, radius, color="gray", dash="dash", name=None):
     fig.add_shape(type="circle", x0=cx - radius, y0=cy - radius, x1=cx + radius, y1=cy + radius,
                   line=dict(color=color, dash=dash), name=name)
     return fig
+
+
+def points_on_top(fig, num_point_traces):
+    """Move the first ``num_point_traces`` traces (the points of
+    :func:`points_figure`) to the end, so lines drawn later do not cover them."""
+    traces = list(fig.data)
+    fig.data = traces[num_point_traces:] + traces[:num_point_traces]
+    return fig
+
+
+def side_by_side(figures, titles, equal_aspect=None, widths=None, legend_from=(0,)):
+    """Put standalone figures (built with the functions above) in one row of subplots.
+
+    Traces and shapes are copied into their panel; equal-aspect panels keep
+    a 1:1 scale. Only the panels in ``legend_from`` keep legend entries.
+    """
+    n = len(figures)
+    equal_aspect = equal_aspect or (True,) * n
+    fig = make_subplots(rows=1, cols=n, subplot_titles=titles, column_widths=widths,
+                        horizontal_spacing=0.08)
+    fig.update_annotations(font_size=14)  # the panel titles: a size below the figure title
+    for col, panel in enumerate(figures, start=1):
+        for trace in panel.data:
+            if col - 1 not in legend_from:
+                trace = trace.update(showlegend=False)
+            fig.add_trace(trace, row=1, col=col)
+        suffix = "" if col == 1 else str(col)
+        for shape in panel.layout.shapes:
+            fig.add_shape(shape.update(xref=_axis_ref(shape.xref, "x", suffix),
+                                       yref=_axis_ref(shape.yref, "y", suffix)))
+        for note in panel.layout.annotations:
+            fig.add_annotation(note.update(xref=_axis_ref(note.xref, "x", suffix),
+                                           yref=_axis_ref(note.yref, "y", suffix)))
+        if equal_aspect[col - 1]:
+            fig.update_yaxes(scaleanchor=f"x{suffix}", scaleratio=1, row=1, col=col)
+    fig.update_layout(template="plotly_white", height=460, margin=dict(l=20, r=20, t=90, b=40),
+                      legend=dict(orientation="h", y=-0.12, traceorder="normal"))
+    return clear_of_modebar(fig)
+
+
+def clear_of_modebar(fig):
+    """Left-align the figure title so plotly's toolbar (top right) never covers its end."""
+    fig.update_layout(title_x=0.01, title_xanchor="left")
+    return fig
+
+
+def _axis_ref(ref, axis, suffix):
+    """Move a shape's or annotation's axis reference ("x", "y domain", ...) to panel ``suffix``."""
+    if ref in (None, axis):
+        return f"{axis}{suffix}"
+    if ref == f"{axis} domain":
+        return f"{axis}{suffix} domain"
+    return ref
 
 
 def image_grid(images, titles=None, columns=8, height_per_row=110, title=None, highlight=None):

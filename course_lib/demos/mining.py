@@ -37,7 +37,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from course_lib import distributed, losses, mining, viz
-from course_lib.demos.geometry import distances_numpy
+from course_lib.viz import distances_numpy
 
 # ------------------------------------------------------------ 1. counting
 def pk_counts(batch_size=32, samples_per_class=4):
@@ -207,7 +207,7 @@ TOY_POINTS = np.array([
 TOY_LABELS = np.repeat(np.arange(4), 3)
 
 
-#: Euclidean distances [N, N] in NumPy (float64), shared with the geometry demos.
+#: Euclidean distances [N, N] in NumPy (float64), shared with the other demos (course_lib.viz).
 distance_matrix = distances_numpy
 
 

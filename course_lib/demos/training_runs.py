@@ -31,7 +31,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from course_lib import viz
-from course_lib.demos.geometry import distances_numpy
+from course_lib.viz import distances_numpy
 
 #: Settings of a run besides (mining, learning_rate, margin); RunCache defaults.
 DEFAULTS = dict(
