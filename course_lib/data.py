@@ -54,8 +54,16 @@ CLASS_NAMES = {
 # Number of images in the complete datasets, for messages.
 FULL_SIZES = {"train": 60_000, "test": 10_000}
 
-# The repository's data/ folder, next to the course_lib/ package folder.
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data"
+
+def _bundled_dir(package=Path(__file__).resolve().parent):
+    """Where the bundled subsets are: ``course_lib/_bundled/`` in an installed wheel
+    (setup.py packs the repository's ``data/`` there), else the repository's ``data/``
+    folder next to the ``course_lib/`` package folder (a clone, an editable install)."""
+    packaged = package / "_bundled"
+    return packaged if packaged.is_dir() else package.parent / "data"
+
+
+BUNDLED_DIR = _bundled_dir()
 
 # sha256 of every bundled file. scripts/build_data.py writes the files and prints
 # these sums; data/README.md lists them too.
