@@ -155,15 +155,30 @@ def test_seen_unseen_by_epoch_scores_every_snapshot():
 def test_browse_pages_and_clamping():
     labels, _, images = clustered(n_per_class=20)
     rows = np.flatnonzero(labels == 3)
-    state = demo.browse(3, 1, images=images, labels=labels, class_names=NAMES, per_page=8)
+    state = demo.browse(3, 2, images=images, labels=labels, class_names=NAMES, per_page=8)
     assert state["pages"] == 3 and state["count"] == 20 and state["class_name"] == "c3"
-    assert np.array_equal(state["indices"], rows[8:16])
+    assert state["page"] == 2 and np.array_equal(state["indices"], rows[8:16])
     assert np.array_equal(state["images"], images[rows[8:16]])
     last = demo.browse(3, 99, images=images, labels=labels, class_names=NAMES, per_page=8)
-    assert last["page"] == 2 and np.array_equal(last["indices"], rows[16:])
+    assert last["page"] == 3 and np.array_equal(last["indices"], rows[16:])
+    first = demo.browse(3, 0, images=images, labels=labels, class_names=NAMES, per_page=8)
+    assert first["page"] == 1 and np.array_equal(first["indices"], rows[:8])
     fig = demo.draw_browse(state)
     assert sum(t.type == "image" for t in fig.data) == 8
     assert "c3" in demo.readout_browse(state) and "page 2 of 3" in demo.readout_browse(state)
+
+
+def test_browse_numbers_pages_from_one_in_the_slider_readout_and_title():
+    """The slider value, the readout and the title all name the same page (lesson 00 showed
+    "page 3/63" with the slider at 2)."""
+    labels, _, images = clustered(n_per_class=20)
+    assert demo.browse_pages(labels, per_page=8) == 3
+    assert demo.browse_pages(np.r_[labels, [0] * 5], per_page=8) == 4   # the largest class decides
+    for page in (1, 2, 3):
+        state = demo.browse(0, page, images=images, labels=labels, class_names=NAMES, per_page=8)
+        assert state["page"] == page
+        assert f"page {page} of 3" in demo.readout_browse(state)
+        assert f"(page {page}/3)" in demo.draw_browse(state).layout.title.text
 
 
 # ------------------------------------------------------------------ neighbours

@@ -36,7 +36,7 @@ __all__ = [
     "CORRECT_COLOR", "WRONG_COLOR", "QUERY_COLOR",
     "pixel_embeddings", "compare", "query_gallery_split", "seen_unseen_metrics",
     "per_class_precision_at_1", "neighbour_class_counts", "seen_unseen_by_epoch",
-    "browse", "draw_browse", "readout_browse",
+    "browse", "browse_pages", "draw_browse", "readout_browse",
     "neighbours", "draw_neighbours", "readout_neighbours",
     "draw_per_class", "draw_by_epoch",
 ]
@@ -178,18 +178,19 @@ def seen_unseen_by_epoch(snapshots, labels, unseen, baseline=None):
 # ---------------------------------------------------------------------------
 # widget: browse a dataset class by class (lesson 00)
 # ---------------------------------------------------------------------------
-def browse(label, page=0, *, images, labels, class_names, per_page=16):
+def browse(label, page=1, *, images, labels, class_names, per_page=16):
     """One page of the images of class ``label``: state for :func:`draw_browse`.
 
-    The class's images are taken in array order; page p shows numbers
-    p * per_page to (p + 1) * per_page - 1 of them (the last page may be shorter;
-    a page past the end shows the last page).
+    Pages are numbered from 1, as the slider, the readout and the title show
+    them. The class's images are taken in array order; page p shows numbers
+    (p - 1) * per_page to p * per_page - 1 of them (the last page may be
+    shorter; a page past either end shows the first or the last page).
     """
     labels = np.asarray(labels).reshape(-1)
     rows = np.flatnonzero(labels == label)
     pages = max(1, int(np.ceil(len(rows) / per_page)))
-    page = int(min(max(page, 0), pages - 1))
-    shown = rows[page * per_page:(page + 1) * per_page]
+    page = int(min(max(page, 1), pages))
+    shown = rows[(page - 1) * per_page:page * per_page]
     return {
         "label": int(label),
         "class_name": class_names[int(label)],
@@ -202,8 +203,14 @@ def browse(label, page=0, *, images, labels, class_names, per_page=16):
     }
 
 
+def browse_pages(labels, per_page=16):
+    """The number of pages of the largest class: the page slider's maximum."""
+    counts = np.bincount(np.asarray(labels).reshape(-1).astype(np.int64))
+    return max(1, int(np.ceil(counts.max() / per_page)))
+
+
 def readout_browse(state):
-    return (f"{state['class_name']}: {state['count']} images, page {state['page'] + 1} of "
+    return (f"{state['class_name']}: {state['count']} images, page {state['page']} of "
             f"{state['pages']} (indices {state['indices'][0]}..{state['indices'][-1]})")
 
 
@@ -211,7 +218,7 @@ def draw_browse(state, columns=8):
     """The page as an image grid, each image titled with its index in the array."""
     titles = [f"#{i}" for i in state["indices"]]
     return viz.image_grid(state["images"], titles=titles, columns=columns, height_per_row=125,
-                          title=f"{state['class_name']} (page {state['page'] + 1}/{state['pages']})")
+                          title=f"{state['class_name']} (page {state['page']}/{state['pages']})")
 
 
 # ---------------------------------------------------------------------------
