@@ -191,3 +191,80 @@ def test_draw_noise():
     assert bars[0].y[0] == pytest.approx(state["active_with_flip"] / state["num_triplets"])
     rings = next(t for t in fig.data if t.name == "flipped label")
     assert len(rings.x) == state["num_flipped"]
+
+
+# -------------------------------------------- loss and slope against the gap
+@pytest.mark.parametrize("margin", [0.05, 0.2, 1.0])
+def test_triplet_profile_hinge_and_soft_margin(margin):
+    state = tri.triplet_profile(margin=margin, steps=3001)
+    g = state["x"]
+    (hinge, hinge_slope, _), (soft, soft_slope, _) = state["curves"].values()
+    np.testing.assert_allclose(hinge, np.maximum(0.0, margin - g))
+    np.testing.assert_allclose(soft, np.log1p(np.exp(-g)), rtol=1e-12)
+    # slopes against central differences of the losses (away from the hinge's kink)
+    away = np.abs(g - margin) > 0.01
+    np.testing.assert_allclose(np.abs(np.gradient(hinge, g))[away][1:-1], hinge_slope[away][1:-1], atol=1e-9)
+    np.testing.assert_allclose(np.abs(np.gradient(soft, g))[1:-1], soft_slope[1:-1], atol=1e-5)
+    # the hinge switches off at g = m; the soft margin never does, and ignores m
+    assert np.all(hinge_slope[g >= margin] == 0) and np.all(hinge_slope[g < margin] == 1)
+    assert np.all(soft_slope > 0) and state["soft_slope_at_margin"] == pytest.approx(1 / (1 + np.exp(margin)))
+    assert f"{margin:.2f}" in tri.triplet_profile_readout(state)
+
+
+def test_soft_margin_profile_is_the_librarys_soft_triplet_loss():
+    """Three points on a line: losses.triplet_loss(soft=True) is the mean of softplus(-gap) terms."""
+    for gap in (-0.5, 0.0, 0.3, 1.5):
+        # a = 0, p = -1 (D(a,p) = 1), n = 1 + gap (D(a,n) = 1 + gap); with batch hard each of the
+        # two anchors 0 and 1 has exactly one positive and one negative: one term each.
+        x = np.array([[0.0, 0.0], [-1.0, 0.0], [1.0 + gap, 0.0]], dtype=np.float32)
+        value = float(losses.triplet_loss([0, 0, 1], x, mining="hard", soft=True))
+        # batch hard: anchors 0 and 1 (anchor 2 has no positive); mean of their two terms
+        d = viz.distances_numpy(x)
+        expected = np.mean([np.log1p(np.exp(d[0, 1] - d[0, 2])), np.log1p(np.exp(d[1, 0] - d[1, 2]))])
+        assert value == pytest.approx(expected, rel=1e-5)
+        profile = tri.triplet_profile(gap_min=gap, gap_max=gap + 1, steps=2)
+        assert profile["curves"]["soft margin: ln(1 + e^(−g))"][0][0] == pytest.approx(np.log1p(np.exp(d[0, 1] - d[0, 2])))
+
+
+def test_facenet_gap_squared_margin():
+    d_ap = np.array([0.0, 0.4, 1.0, 1.4])
+    gap = tri.facenet_gap(d_ap, alpha=0.2)
+    # D(a,n) = D(a,p) + gap satisfies FaceNet's squared constraint with equality
+    np.testing.assert_allclose((d_ap + gap) ** 2 - d_ap**2, 0.2)
+    assert gap[0] == pytest.approx(np.sqrt(0.2))
+    assert gap[1] == pytest.approx(0.2)  # the one D(a,p) where both readings of "0.2" agree
+    assert gap[2] < 0.2 < gap[0] and np.all(np.diff(gap) < 0)
+
+
+def test_single_triplet_force_lengths_and_angle():
+    """p and n always get unit forces; the anchor's is 2 sin(theta / 2), zero when n is on the ray a->p."""
+    for angle in (10.0, 60.0, 90.0, 170.0):
+        t = np.radians(angle)
+        state = tri.single_triplet((0, 0), (1.0, 0.0), (0.9 * np.cos(t), 0.9 * np.sin(t)), margin=2.0)
+        assert state["active"] and state["angle"] == pytest.approx(angle, abs=1e-3)
+        np.testing.assert_allclose(state["force_norms"], [2 * np.sin(t / 2), 1.0, 1.0], atol=1e-5)
+    between = tri.single_triplet((0, 0), (1.0, 0.0), (0.5, 0.0), margin=0.5)
+    assert between["active"] and between["force_norms"][0] < 1e-6
+    assert "|force| on a, p, n" in tri.triplet_readout(between)
+
+
+def test_triplet_arrows_keep_one_scale():
+    state = tri.compute_triplet(negative_x=0.2, negative_y=0.9, margin=1.0)
+    fig = tri.draw_triplet(state, scale=0.6)
+    heads = fig.data[-1]
+    ends = np.stack([heads.x, heads.y], 1)
+    np.testing.assert_allclose(ends, state["points"] + 0.6 * state["forces"], atol=1e-6)
+
+
+def test_force_panels_keep_one_scale_across_margins():
+    for margin in (0.5, 2.0):
+        state = tri.compute_forces(margin=margin)
+        fig = tri.draw_forces(state)
+        for kind, axis in (("contrastive", "x"), ("triplet", "x2")):
+            line = next(t for t in fig.data if t.name and t.name.startswith(f"−gradient, {kind}"))
+            assert line.xaxis == axis and f"×{tri.FORCE_ARROW_SCALES[kind]:g}" in line.name
+            x, y = np.array(line.x, dtype=float), np.array(line.y, dtype=float)
+            drawn = np.hypot(x[1::3] - x[0::3], y[1::3] - y[0::3])
+            forces = np.linalg.norm(state[kind]["force"], axis=1)
+            np.testing.assert_allclose(np.sort(drawn), np.sort(tri.FORCE_ARROW_SCALES[kind] * forces[forces > 1e-7]),
+                                       rtol=1e-5)

@@ -272,7 +272,9 @@ def negative_shares(views, image_ids, classes):
     same_class = classes[:, None] == classes[None, :]
     upper = np.triu(np.ones((n_views, n_views), dtype=bool), k=1)
     negatives = ~same_image & upper
-    d = distances_numpy(x)
+    squared = (x**2).sum(1)[:, None] + (x**2).sum(1)[None, :] - 2.0 * x @ x.T  # [2N, 2N], no [2N, 2N, P]
+    d = np.sqrt(np.maximum(squared.astype(np.float64), 0.0))
+    np.fill_diagonal(d, 0.0)
     hardest = np.where(same_image, np.inf, d).argmin(axis=1)
     return dict(
         pixels=x, distances=d, same_image=same_image, negatives=negatives,
