@@ -73,6 +73,24 @@ def test_best_by_and_metric_view(histories):
     assert no_baseline["baseline"] is None and "baseline" not in dc.readout(no_baseline)
 
 
+def test_prediction_feedback(histories):
+    table = dc.results_table(histories)
+    baseline = dc.baseline_name(table)
+    assert baseline == "softmax CE (baseline)" and dc.baseline_name(table.drop(index=baseline)) is None
+    # MAP@R: contrastive 0.60, triplet (hard) 0.50, angular 0.66 against the baseline's 0.45.
+    assert dc.count_above(table, baseline, "MAP@R") == 3
+    assert dc.count_above(table, baseline, "P@1") == 2          # 0.80 and 0.82 beat 0.79; 0.78 does not
+    text = dc.explain_best(table, "MAP@R")
+    assert text.startswith("angular leads with MAP@R 0.660, contrastive follows at 0.600 (a gap of 0.060)")
+    assert "one seed" in text
+    text = dc.explain_baseline(table, baseline, "MAP@R")
+    assert "0.450" in text and "angular (0.660), contrastive (0.600), triplet (hard) (0.500)" in text
+    low = table.copy()
+    low.loc[baseline, "MAP@R"] = 0.9
+    assert dc.count_above(low, baseline, "MAP@R") == 0
+    assert "beats every ranking loss" in dc.explain_baseline(low, baseline, "MAP@R")
+
+
 def test_figures(histories):
     table = dc.results_table(histories)
     state = dc.metric_view(table, "P@1", "sorted")

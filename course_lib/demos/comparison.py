@@ -28,7 +28,8 @@ from course_lib import models, training
 from course_lib.viz import CLASS_COLORS
 
 __all__ = ["RUNS", "METRIC_NAMES", "build_model", "run_comparison", "results_table",
-           "metric_view", "draw_metric", "readout", "draw_results", "best_by"]
+           "metric_view", "draw_metric", "readout", "draw_results", "best_by", "baseline_name",
+           "count_above", "explain_best", "explain_baseline"]
 
 #: The runs: display name -> (loss, loss options, network). ``network`` is
 #: "unit" (L2-normalised embedding), "free" (no normalisation: N-pairs needs
@@ -104,6 +105,41 @@ def results_table(histories):
 def best_by(table, metric="MAP@R"):
     """The name (index) of the run with the highest ``metric``."""
     return str(table[metric].idxmax())
+
+
+def baseline_name(table):
+    """The row label of the softmax baseline (the run whose name says "baseline"), or None."""
+    names = [str(n) for n in table.index if "baseline" in str(n)]
+    return names[0] if names else None
+
+
+def count_above(table, baseline, metric="MAP@R"):
+    """How many runs other than ``baseline`` score strictly higher than it on ``metric``."""
+    others = table[metric].drop(index=baseline)
+    return int((others > table.at[baseline, metric]).sum())
+
+
+def explain_best(table, metric="MAP@R"):
+    """One sentence for the prediction check: the winner, the runner-up, the gap, and what one seed means."""
+    ranked = table[metric].astype(float).sort_values(ascending=False)
+    (first, v1), (second, v2) = list(ranked.items())[:2]
+    return (f"{first} leads with {metric} {v1:.3f}, {second} follows at {v2:.3f} (a gap of {v1 - v2:.3f}). "
+            "This is one seed, retrieving among the classes seen in training: it says which loss "
+            "got going fastest under these settings, not which loss is better.")
+
+
+def explain_baseline(table, baseline, metric="MAP@R"):
+    """One sentence: which runs beat the baseline on ``metric`` and by how much at most."""
+    value = float(table.at[baseline, metric])
+    above = table[metric].drop(index=baseline)
+    above = above[above > value].sort_values(ascending=False)
+    if above.empty:
+        return (f"the softmax baseline ({metric} {value:.3f}) beats every ranking loss in this run: "
+                "on classes seen in training a classifier's features are a strong retrieval baseline.")
+    return (f"the softmax baseline scores {value:.3f}; above it: "
+            + ", ".join(f"{name} ({v:.3f})" for name, v in above.items())
+            + ". A classifier learns exactly these ten classes, so on seen classes it is a strong "
+            "baseline; lesson 06 shows why unseen classes are the fairer test.")
 
 
 def metric_view(table, metric="MAP@R", order="as run"):
