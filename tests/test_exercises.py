@@ -172,3 +172,284 @@ def test_template_is_not_done_yet(capsys, name):
     assert out.startswith(f"✎ {name}: not done yet"), out
     assert out.count("\n") == 1
     assert not ex.passed(name)
+
+
+# ------------------------------------------------------- typical wrong answers
+def _expansion(x, cross=-2.0, clamp=True, diagonal=True):
+    sq = np.sum(x**2, axis=1)
+    d2 = sq[:, None] + sq[None, :] + cross * x @ x.T
+    d = np.sqrt(np.maximum(d2, 0.0) if clamp else d2)
+    if diagonal:
+        np.fill_diagonal(d, 0.0)
+    return d
+
+
+def _contrastive(d, y, margin, push=lambda m, d: 0.5 * np.maximum(0.0, m - d) ** 2,
+                 half=0.5, reduce=np.mean):
+    return float(reduce((1 - y) * half * d**2 + y * (half / 0.5) * push(margin, d)))
+
+
+def _triplet_terms(x, t, margin, squared=False, negative_from=0):
+    d_ap = np.sum((x[t[:, 0]] - x[t[:, 1]]) ** 2, axis=1)
+    d_an = np.sum((x[t[:, negative_from]] - x[t[:, 2]]) ** 2, axis=1)
+    return (d_ap - d_an if squared else np.sqrt(d_ap) - np.sqrt(d_an)) + margin
+
+
+def _active_only(x, t, margin):
+    terms = np.maximum(_triplet_terms(x, t, margin), 0.0)
+    return float(terms[terms > 0].mean()) if np.any(terms > 0) else 0.0
+
+
+def _pk(**wrong):
+    def counts(B, K):
+        right = pk_counts(B, K)
+        return {key: wrong[key](B, K) if key in wrong else value for key, value in right.items()}
+    return counts
+
+
+def _hard(d, labels, pos_pick=np.argmax, neg_pick=np.argmin, self_positive=False,
+          last=False, neg_fill=np.inf, pos_mask=True, skip_no_positive=True, skip_no_negative=True):
+    pos, neg = _masks(labels)
+    if self_positive:
+        pos = labels[:, None] == labels[None, :]
+    anchors = np.arange(len(labels))
+    keep = np.ones(len(labels), dtype=bool)
+    if skip_no_positive:
+        keep &= pos.any(axis=1)
+    if skip_no_negative:
+        keep &= neg.any(axis=1)
+    flip = (lambda m: m[:, ::-1]) if last else (lambda m: m)
+    unflip = (lambda i: len(labels) - 1 - i) if last else (lambda i: i)
+    pos_fill = -np.inf if pos_pick is np.argmax else np.inf
+    p = unflip(pos_pick(flip(np.where(pos, d, pos_fill) if pos_mask else d), axis=1))
+    n_fill = neg_fill if neg_pick is np.argmin else -np.inf
+    n = unflip(neg_pick(flip(np.where(neg, d, n_fill)), axis=1))
+    return anchors[keep], p[keep], n[keep]
+
+
+def _semi_hard_closest_fallback(d, labels):
+    pos, neg = _masks(labels)
+    rows = []
+    for a, p in zip(*np.nonzero(pos & neg.any(axis=1)[:, None])):
+        negatives = np.flatnonzero(neg[a])
+        farther = negatives[d[a, negatives] > d[a, p]]
+        pool = farther if farther.size else negatives
+        rows.append((a, p, pool[np.argmin(d[a, pool])]))
+    rows = np.array(rows, dtype=int).reshape(-1, 3)
+    return rows[:, 0], rows[:, 1], rows[:, 2]
+
+
+def _semi_hard_no_fallback(d, labels):
+    """argmin over the farther negatives, +inf elsewhere: index 0 when there is none."""
+    pos, neg = _masks(labels)
+    a, p = np.nonzero(pos & neg.any(axis=1)[:, None])
+    farther = neg[a] & (d[a] > d[a, p][:, None])
+    return a, p, np.argmin(np.where(farther, d[a], np.inf), axis=1)
+
+
+def _semi_hard_any_negative(d, labels):
+    pos, neg = _masks(labels)
+    a, p = np.nonzero(pos & neg.any(axis=1)[:, None])
+    return a, p, np.argmin(np.where(neg, d, np.inf), axis=1)[a]
+
+
+def _semi_hard_self_positive(d, labels):
+    pos, neg = _masks(labels)
+    triplets = []
+    for a in np.flatnonzero(neg.any(axis=1)):
+        for p in np.flatnonzero(labels == labels[a]):
+            negatives = np.flatnonzero(neg[a])
+            farther = negatives[d[a, negatives] > d[a, p]]
+            n = farther[np.argmin(d[a, farther])] if farther.size else \
+                negatives[np.argmax(d[a, negatives])]
+            triplets.append((a, p, n))
+    t = np.array(triplets, dtype=int).reshape(-1, 3)
+    return t[:, 0], t[:, 1], t[:, 2]
+
+
+def _semi_hard_per_anchor(d, labels):
+    a, p, n = semi_hard_miner(d, labels)
+    hard_a, hard_p, _ = batch_hard_miner(d, labels)
+    keep = np.isin(np.stack([a, p], 1).tolist(), np.stack([hard_a, hard_p], 1).tolist()).all(1)
+    first = np.unique(a, return_index=True)[1]
+    return a[first], p[first], n[first]
+
+
+def _by_positive(miner):
+    def mine(d, labels):
+        a, p, n = miner(d, labels)
+        order = np.lexsort((a, p))
+        return a[order], p[order], n[order]
+    return mine
+
+
+def _collapse(strict=True, both=True, absolute=True, use_spread=True, use_stuck=True,
+              last=False, offset=0):
+    def detect(h):
+        lt = (lambda x, y: x < y) if strict else (lambda x, y: x <= y)
+        flagged = []
+        for e, (loss, spread, pos, neg) in enumerate(zip(
+                h["loss"], h["spread"], h["mean_positive_distance"], h["mean_negative_distance"])):
+            gap = abs(neg - pos) if absolute else neg - pos
+            near, flat = lt(abs(loss - h["stuck_at"]), 0.02 * h["stuck_at"]), lt(gap, 0.05 * h["stuck_at"])
+            stuck = (near and flat) if both else (near or flat)
+            if (use_spread and lt(spread, 0.05 * h["initial_spread"])) or (use_stuck and stuck):
+                flagged.append(e + offset)
+        return (flagged[-1] if last else flagged[0]) if flagged else None
+    return detect
+
+
+def _retrieval(r_offset=0, cut=True, by_hits=False, first=0, zero_r_nan=False):
+    def metrics(q, ranked):
+        match = ranked == q
+        r = int(match.sum()) + r_offset
+        p1 = float(match[first]) if len(match) > first else 0.0
+        if r == 0 and not zero_r_nan:
+            return {"precision_at_1": p1, "map_at_r": 0.0}
+        kept = match[:r] if cut else match
+        precisions = np.cumsum(kept) / np.arange(1, len(kept) + 1)
+        divisor = match[:r].sum() if by_hits else r
+        return {"precision_at_1": p1, "map_at_r": float(np.sum(precisions * kept) / divisor)}
+    return metrics
+
+
+def _angular(t_of=lambda g: np.tan(np.radians(g)) ** 2, push=lambda t, a, p, n: 4 * t * (a + p) @ n,
+             pull=lambda t, a, p: 2 * (1 + t) * a @ p, outer=lambda f: float(np.logaddexp(0.0, f))):
+    return lambda a, p, n, g: outer(push(t_of(g), a, p, n) - pull(t_of(g), a, p))
+
+
+def _nt_xent(drop=lambda s, a, p: np.delete(s, a), scale=lambda s, t: s / t, sign=1.0, stable=True):
+    def row(s, a, p, t):
+        z = scale(drop(s, a, p), t)
+        m = z.max() if stable else 0.0
+        return sign * float(m + np.log(np.sum(np.exp(z - m))) - scale(s[p], t))
+    return row
+
+
+def _lse(z):
+    return float(z.max() + np.log(np.sum(np.exp(z - z.max()))))
+
+
+WRONG = [
+    # pairwise_distances
+    ("pairwise_distances", lambda x: _expansion(x, clamp=False), "NaN where a = b"),
+    ("pairwise_distances", lambda x: pairwise_distances(x) ** 2, "squared distances"),
+    ("pairwise_distances", lambda x: _expansion(x, cross=+2.0), "minus sign"),
+    ("pairwise_distances", lambda x: _expansion(x, cross=-1.0), "the cross term is 2 a·b"),
+    ("pairwise_distances", lambda x: _expansion(x, diagonal=False), "diagonal must be exactly 0"),
+    ("pairwise_distances", lambda x: np.sqrt(np.sum((x[:, None] - x[None]) ** 2, axis=0)),
+     "expected an array of shape"),
+    # contrastive_loss
+    ("contrastive_loss", lambda d, y, m: contrastive_loss(d, 1 - y, m), "swapped convention"),
+    ("contrastive_loss", lambda d, y, m: _contrastive(d, y, m, reduce=np.sum), "you summed"),
+    ("contrastive_loss", lambda d, y, m: _contrastive(d, y, m, half=1.0), "factor 1/2"),
+    ("contrastive_loss", lambda d, y, m: _contrastive(d, y, m, push=lambda m, d: 0.5 * (m - d) ** 2),
+     "hinge max(0, m - d) is missing"),
+    ("contrastive_loss",
+     lambda d, y, m: _contrastive(d, y, m, push=lambda m, d: 0.5 * np.maximum(0, m**2 - d**2)),
+     "square after the hinge"),
+    ("contrastive_loss", lambda d, y, m: _contrastive(d, y, m, push=lambda m, d: 0.5 * np.maximum(0, m - d)),
+     "push term is squared"),
+    # triplet_loss
+    ("triplet_loss", lambda x, t, m: float(np.mean(np.maximum(_triplet_terms(x, t, m), 0.0))),
+     "empty array is NaN"),
+    ("triplet_loss", _active_only, "active triplets only"),
+    ("triplet_loss", lambda x, t, m: float(np.mean(np.maximum(_triplet_terms(x, t, m, squared=True), 0)))
+     if len(t) else 0.0, "squared distances"),
+    ("triplet_loss", lambda x, t, m: float(np.mean(_triplet_terms(x, t, m))) if len(t) else 0.0,
+     "hinge max(0, ·) is missing"),
+    ("triplet_loss", lambda x, t, m: float(np.mean(np.maximum(m - _triplet_terms(x, t, 0.0), 0)))
+     if len(t) else 0.0, "sign is swapped"),
+    ("triplet_loss", lambda x, t, m: float(np.sum(np.maximum(_triplet_terms(x, t, m), 0.0))),
+     "you summed"),
+    ("triplet_loss", lambda x, t, m: float(np.mean(np.maximum(_triplet_terms(x, t, m, negative_from=1), 0)))
+     if len(t) else 0.0, "measured from the anchor"),
+    # pk_counts
+    ("pk_counts", _pk(positives_per_anchor=lambda B, K: K), "an anchor has K - 1 positives"),
+    ("pk_counts", _pk(negatives_per_anchor=lambda B, K: B - 1), "are positives, not negatives"),
+    ("pk_counts", _pk(negatives_per_anchor=lambda B, K: B - K + 1), "not its own negative either"),
+    ("pk_counts", _pk(negatives_per_anchor=lambda B, K: B // K - 1), "count items, not classes"),
+    ("pk_counts", _pk(triplets_per_anchor=lambda B, K: K - 1 + B - K), "multiply the counts"),
+    ("pk_counts", _pk(triplets_per_anchor=lambda B, K: K * (B - K)), "(K - 1)(B - K) triplets per anchor"),
+    ("pk_counts", _pk(triplets_per_anchor=lambda B, K: B * (K - 1) * (B - K)), "one anchor has"),
+    ("pk_counts", _pk(triplets_per_batch=lambda B, K: (K - 1) * (B - K)), "every one of the B items is an anchor, so"),
+    ("pk_counts", _pk(triplets_per_batch=lambda B, K: B // K * (K - 1) * (B - K)), "not one per class"),
+    ("pk_counts", _pk(triplets_per_batch=lambda B, K: B * (K - 1) * (B - K) // 2), "do not halve"),
+    ("pk_counts", lambda B, K: {"positives": K - 1}, "has no key 'positives_per_anchor'"),
+    # batch_hard_miner
+    ("batch_hard_miner", lambda d, y: _hard(d, y, self_positive=True), "counted as its own positive"),
+    ("batch_hard_miner", lambda d, y: _hard(d, y, pos_pick=np.argmin), "you took the closest positive"),
+    ("batch_hard_miner", lambda d, y: _hard(d, y, neg_pick=np.argmax), "you took the farthest negative"),
+    ("batch_hard_miner", lambda d, y: _hard(d, y, last=True), "ties go to the lowest index"),
+    ("batch_hard_miner", lambda d, y: _hard(d, y, neg_fill=0.0), "chosen negative has the anchor's label"),
+    ("batch_hard_miner", lambda d, y: _hard(d, y, pos_mask=False), "chosen positive has another label"),
+    ("batch_hard_miner", lambda d, y: _hard(d, y, skip_no_positive=False), "only item of its class"),
+    ("batch_hard_miner", lambda d, y: _hard(d, y, skip_no_negative=False), "no negative (every item shares"),
+    ("batch_hard_miner", lambda d, y: tuple(t[::-1] for t in batch_hard_miner(d, y)), "wrong order"),
+    ("batch_hard_miner", lambda d, y: np.stack(batch_hard_miner(d, y), 1), "tuple of three arrays"),
+    # semi_hard_miner
+    ("semi_hard_miner", lambda d, y: semi_hard_miner(d, y, strict=False), "non-strict inequality"),
+    ("semi_hard_miner", _semi_hard_closest_fallback, "FARTHEST negative of a"),
+    ("semi_hard_miner", lambda d, y: semi_hard_miner(d, y, fallback=False), "it is not dropped"),
+    ("semi_hard_miner", _semi_hard_no_fallback, "missing fallback"),
+    ("semi_hard_miner", _semi_hard_any_negative, "batch-hard's choice"),
+    ("semi_hard_miner", _semi_hard_self_positive, "paired with itself"),
+    ("semi_hard_miner", _semi_hard_per_anchor, "one triplet per positive PAIR"),
+    ("semi_hard_miner", _by_positive(semi_hard_miner), "wrong order"),
+    # collapse_detector
+    ("collapse_detector", _collapse(offset=1), "off by one"),
+    ("collapse_detector", _collapse(last=True), "LAST collapsed epoch"),
+    ("collapse_detector", _collapse(strict=False), "thresholds are strict"),
+    ("collapse_detector", _collapse(both=False), "go with `and`"),
+    ("collapse_detector", _collapse(absolute=False), "absolute value"),
+    ("collapse_detector", _collapse(use_spread=False), "alternatives (`or`)"),
+    ("collapse_detector", _collapse(use_stuck=False), "a stuck loss with no gap is collapse too"),
+    ("collapse_detector", lambda h: _collapse()(h) is not None, "not True/False"),
+    # retrieval_metrics
+    ("retrieval_metrics", _retrieval(zero_r_nan=True), "R = 0"),
+    ("retrieval_metrics", lambda q, r: {"precision_at_1": float(r[0] == q),
+                                        "map_at_r": float(np.mean(r[:np.sum(r == q)] == q))
+                                        if np.any(r == q) else 0.0}, "that is R-precision"),
+    ("retrieval_metrics", _retrieval(cut=False), "stops at rank R"),
+    ("retrieval_metrics", _retrieval(by_hits=True), "not by the number of hits"),
+    ("retrieval_metrics", _retrieval(first=1), "ranked_labels[0]"),
+    ("retrieval_metrics", _retrieval(r_offset=1), "do not add 1"),
+    ("retrieval_metrics", lambda q, r: {"p_at_1": 1.0, "map_at_r": 1.0}, "has no key 'precision_at_1'"),
+    # npairs_row
+    ("npairs_row", lambda a, p, i: float(np.log(np.sum(np.exp(p @ a))) - (p @ a)[i]), "overflowed"),
+    ("npairs_row", lambda a, p, i: -npairs_row(a, p, i), "MINUS log softmax"),
+    ("npairs_row", lambda a, p, i: _lse(np.delete(p @ a, i)) - (p @ a)[i], "ALL N positives"),
+    ("npairs_row", lambda a, p, i: npairs_row(a / np.linalg.norm(a), p / np.linalg.norm(p, axis=1, keepdims=True), i),
+     "plain dot products"),
+    ("npairs_row", lambda a, p, i: _lse(p @ a), "subtract the positive's logit"),
+    # angular_triplet
+    ("angular_triplet", _angular(t_of=lambda g: np.tan(g) ** 2), "alpha is in degrees"),
+    ("angular_triplet", _angular(t_of=lambda g: np.tan(np.radians(g))), "tan SQUARED"),
+    ("angular_triplet", _angular(push=lambda t, a, p, n: 4 * t + (a + p) @ n), "a + typed for a ×"),
+    ("angular_triplet", _angular(push=lambda t, a, p, n: 4 * t * (a * p) @ n), "a × typed for a +"),
+    ("angular_triplet", _angular(pull=lambda t, a, p: 2 * t * a @ p), "not 2 t a·p"),
+    ("angular_triplet", _angular(outer=float), "not f itself"),
+    ("angular_triplet", _angular(outer=lambda f: max(0.0, float(f))), "not the hinge"),
+    ("angular_triplet", _angular(outer=lambda f: float(np.log(1 + np.exp(f)))), "overflowed"),
+    ("angular_triplet", _angular(pull=lambda t, a, p: -2 * (1 + t) * a @ p), "MINUS 2 (1 + t)"),
+    # nt_xent_row
+    ("nt_xent_row", _nt_xent(drop=lambda s, a, p: s), "anchor itself is not in the denominator"),
+    ("nt_xent_row", _nt_xent(scale=lambda s, t: s), "temperature is forgotten"),
+    ("nt_xent_row", _nt_xent(scale=lambda s, t: s * t), "do not multiply"),
+    ("nt_xent_row", _nt_xent(drop=lambda s, a, p: np.delete(s, [a, p])), "positive belongs in the denominator"),
+    ("nt_xent_row", _nt_xent(sign=-1.0), "MINUS the log"),
+    ("nt_xent_row", _nt_xent(stable=False), "overflowed"),
+]
+
+
+@pytest.mark.parametrize("name, fn, hint", WRONG, ids=[f"{n}-{h[:30]}" for n, _, h in WRONG])
+def test_typical_mistake_is_rejected_with_its_hint(capsys, name, fn, hint):
+    out = grade(capsys, name, fn)
+    assert out.startswith(f"✗ {name}: case "), out
+    assert hint in out, out
+    assert "Traceback" not in out and "File " not in out
+    assert not ex.passed(name)
+
+
+def test_every_exercise_has_typical_mistakes_tested():
+    assert {name for name, _, _ in WRONG} == set(ex.EXERCISES)

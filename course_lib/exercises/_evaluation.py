@@ -94,6 +94,8 @@ def _collapse_cases():
              "no gap but the loss is falling"),
         Case({"history": _fixed([0.9, 0.8, 0.7], [1.0, 1.0, 1.0], [0.5, 0.6, 0.7], [0.4, 0.45, 0.5])},
              "negatives closer than positives, loss not stuck"),
+        Case({"history": _fixed([0.3, 0.5, 0.5], [1.0, 1.0, 1.0], [0.5, 0.9, 0.4], [1.2, 0.3, 0.41])},
+             "loss stuck with negatives much closer than positives, then no gap"),
         Case({"history": _fixed([0.6, ln2, 0.69], [1.0, 1.0, 0.8], [0.5, 0.4, 0.4], [0.8, 0.41, 0.42],
                                 stuck=ln2)}, "soft margin: stuck at ln 2"),
         Case({"history": _fixed([0.3, 0.2], [0.4, 0.3], [0.5, 0.4], [1.2, 1.5], initial=8.0)},

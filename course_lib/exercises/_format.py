@@ -7,12 +7,15 @@ import numbers
 import numpy as np
 
 
-def number(value, digits=4):
-    """0.3000001013278961 -> '0.3'; 2688.0 -> '2688'; nan -> 'nan'."""
+def number(value, digits=4, point=False):
+    """0.3000001013278961 -> '0.3'; 2688.0 -> '2688' ('2688.0' with ``point``); nan -> 'nan'."""
     value = float(value)
     if not np.isfinite(value):
         return str(value)
-    return f"{value:.{digits}g}"
+    text = f"{value:.{digits}g}"
+    if point and text.lstrip("-").isdigit():
+        text += ".0"
+    return text
 
 
 def value(v, digits=4, prefix=""):
@@ -24,7 +27,7 @@ def value(v, digits=4, prefix=""):
     if isinstance(v, numbers.Integral):
         return str(int(v))
     if isinstance(v, numbers.Real):
-        return number(v, digits)
+        return number(v, digits, point=True)
     if isinstance(v, dict):
         return "{" + ", ".join(f"{k!r}: {value(x, digits)}" for k, x in v.items()) + "}"
     if isinstance(v, (set, frozenset)):

@@ -25,6 +25,24 @@ def _naive_expansion_is_negative(x):
     return np.any(sq[:, None] + sq[None, :] - 2.0 * x @ x.T < 0.0)
 
 
+def _off_diagonal_like(variant):
+    """Spots an answer equal to ``variant(x)`` off the diagonal (whatever its diagonal holds)."""
+    def spots(got, args, expected):
+        off = ~np.eye(len(got), dtype=bool)
+        wrong = variant(args["x"])[off]
+        return (not np.allclose(wrong, expected[off], rtol=1e-5, atol=1e-6)
+                and np.allclose(got[off], wrong, rtol=1e-5, atol=1e-6))
+    return spots
+
+
+def _only_the_diagonal_is_off(got, args, expected):
+    """Right off the diagonal, tiny but not 0 on it."""
+    off = ~np.eye(len(got), dtype=bool)
+    diagonal = np.abs(np.diag(got))
+    return (np.allclose(got[off], expected[off], rtol=1e-5, atol=1e-6)
+            and np.all(diagonal < 1e-3) and np.any(diagonal != 0.0))
+
+
 def _with_duplicates(rng, b, d):
     """Rows with exact copies, where the unclamped expansion goes negative (NaN after sqrt)."""
     while True:
@@ -61,22 +79,20 @@ DISTANCES = Exercise(
     cases=_distance_cases,
     kind=Array(zero_diagonal=True),
     mistakes=(
-        Mistake("NaN for duplicate rows: rounding makes ||a||² + ||b||² - 2 a·b slightly negative "
-                "(about -1e-15) when a = b, and np.sqrt of a negative is NaN. Clamp first: "
-                "np.sqrt(np.maximum(squared, 0.0)).",
+        Mistake("NaN where a = b (the diagonal, duplicate rows): rounding makes ||a||² + ||b||² "
+                "- 2 a·b slightly negative there (like -1e-15), and np.sqrt of a negative is NaN. "
+                "Clamp first: np.sqrt(np.maximum(squared, 0.0)).",
                 spots=lambda got, args, expected: np.isnan(got).any()),
         Mistake("these are squared distances: take np.sqrt at the end.",
-                variant=lambda x: pairwise_distances(x) ** 2),
+                spots=_off_diagonal_like(lambda x: pairwise_distances(x) ** 2)),
         Mistake("the cross term has a minus sign: ||a - b||² = ||a||² + ||b||² - 2 a·b.",
-                variant=lambda x: _expansion(x, cross=+2.0)),
+                spots=_off_diagonal_like(lambda x: _expansion(x, cross=+2.0))),
         Mistake("the cross term is 2 a·b, not a·b: ||a - b||² = ||a||² + ||b||² - 2 a·b.",
-                variant=lambda x: _expansion(x, cross=-1.0)),
+                spots=_off_diagonal_like(lambda x: _expansion(x, cross=-1.0))),
         Mistake("the diagonal must be exactly 0, but rounding in the expansion leaves tiny values "
                 "(like 1e-8) there: set it with np.fill_diagonal(d, 0.0), or compute from the "
                 "differences x[:, None] - x[None, :].",
-                spots=lambda got, args, expected: (not np.isnan(got).any()
-                                                   and np.allclose(got, expected, atol=1e-6)
-                                                   and np.any(np.diag(got) != 0.0))),
+                spots=_only_the_diagonal_is_off),
     ),
 )
 

@@ -95,7 +95,7 @@ def run(exercise, fn):
             return "\n".join([head, *_inputs(case), f"  {problem}"])
         value = exercise.kind.read(received)
         if not exercise.kind.equal(value, expected):
-            return "\n".join([head, *_inputs(case), *_difference(exercise, case, expected, value)])
+            return "\n".join([head, *_inputs(case), *_difference(exercise, fn, cases, k - 1, value)])
     _LAST[exercise.name] = True
     return f"✓ {exercise.name}: all {len(cases)} cases pass"
 
@@ -104,36 +104,67 @@ def _inputs(case):
     return [_format.argument(name, v) for name, v in case.args.items()]
 
 
-def _difference(exercise, case, expected, value):
-    kind = exercise.kind
+def _difference(exercise, fn, cases, k, value):
+    kind, (case, expected) = exercise.kind, cases[k]
     shown = _format.pair(expected, value, kind.show)
     lines = [f"  expected: {shown[0]}", f"  received: {shown[1]}"]
     where = kind.where(expected, value)
     if where:
         lines.append(f"  ({where})")
-    hints = _hints(exercise, case, expected, value)
-    lines += [f"  Hint: {hint}" for hint in hints[:2]]
+    lines += [f"  Hint: {hint}" for hint in _hints(exercise, fn, cases, k, value)[:2]]
     return lines
 
 
-def _hints(exercise, case, expected, value):
-    """The hints of the mistakes that explain ``value``."""
-    kind, found = exercise.kind, []
-    for mistake in exercise.mistakes:
-        try:
-            with _quiet():
-                if mistake.variant is not None:
-                    wrong = mistake.variant(*case.fresh())
-                    match = (kind.problem(wrong, expected) is None
-                             and kind.equal(value, kind.read(wrong))
-                             and not kind.equal(kind.read(wrong), expected))
-                else:
-                    match = bool(mistake.spots(value, case.args, expected))
-        except Exception:  # noqa: BLE001 - a variant that cannot run on this case explains nothing
-            match = False
-        if match and mistake.hint not in found:
-            found.append(mistake.hint)
-    return found
+def _hints(exercise, fn, cases, k, value):
+    """The hints of the mistakes that explain ``value``, the wrong answer to case ``k``.
+
+    A mistake whose wrong answer equals ``value`` explains it best; when
+    several do on this case, the learner's answers to the other cases decide
+    between them (a mistake that would answer them differently is not the
+    one). Mistakes recognised by ``spots`` come only when no wrong answer
+    matched.
+    """
+    case, expected = cases[k]
+    same = [m for m in exercise.mistakes if m.variant is not None
+            and _gives(exercise.kind, m, case, expected, value)]
+    for other, other_expected in cases[k + 1:] + cases[:k]:
+        if len(same) < 2:
+            break
+        other_value = _answer(exercise.kind, fn, other, other_expected)
+        if other_value is not None:
+            same = [m for m in same if _gives(exercise.kind, m, other, other_expected, other_value,
+                                               differ=False)] or same
+    if not same:
+        same = [m for m in exercise.mistakes if m.spots is not None
+                and _safely(lambda m=m: m.spots(value, case.args, expected))]
+    return list(dict.fromkeys(m.hint for m in same))
+
+
+def _gives(kind, mistake, case, expected, value, differ=True):
+    """Whether ``mistake`` gives ``value`` on ``case`` (``differ``: and not the right answer)."""
+    def check():
+        wrong = mistake.variant(*case.fresh())
+        return (kind.problem(wrong, expected) is None and kind.equal(value, kind.read(wrong))
+                and not (differ and kind.equal(kind.read(wrong), expected)))
+    return _safely(check)
+
+
+def _answer(kind, fn, case, expected):
+    """The learner's comparable answer to ``case``, or None when it raises or is malformed."""
+    def call():
+        received = fn(*case.fresh())
+        return None if kind.problem(received, expected) else (kind.read(received),)
+    result = _safely(call)
+    return result[0] if result else None
+
+
+def _safely(compute):
+    """``compute()``, or False when it raises (a variant that cannot run explains nothing)."""
+    try:
+        with _quiet():
+            return compute()
+    except Exception:  # noqa: BLE001
+        return False
 
 
 def _error(error):

@@ -54,7 +54,7 @@ class Number:
         return bool(np.isclose(a, b, rtol=self.rtol, atol=self.atol))
 
     def show(self, v, digits=4):
-        return _format.number(v, digits)
+        return _format.number(v, digits, point=True)
 
     def where(self, expected, received):
         return None
@@ -145,10 +145,10 @@ class Triplets:
 
 
 class Record:
-    """A dict with fixed keys, each value one number (``integer``: shown as an int)."""
+    """A dict with fixed keys, each value one number (``counts``: shown as integers)."""
 
-    def __init__(self, keys, rtol=1e-5, atol=1e-6):
-        self.keys, self.number = tuple(keys), Number(rtol, atol)
+    def __init__(self, keys, counts=False, rtol=1e-5, atol=1e-6):
+        self.keys, self.number, self.counts = tuple(keys), Number(rtol, atol), counts
 
     def problem(self, received, expected):
         if _none_problem(received):
@@ -172,7 +172,9 @@ class Record:
         return all(self.number.equal(a[k], b[k]) for k in self.keys)
 
     def show(self, v, digits=4):
-        return "{" + ", ".join(f"{k!r}: {_format.number(v[k], digits)}" for k in self.keys) + "}"
+        items = [f"{k!r}: {_format.number(v[k], digits, point=not self.counts)}" for k in self.keys]
+        text = "{" + ", ".join(items) + "}"
+        return text if len(text) <= 88 else "{" + (",\n" + " " * 13).join(items) + "}"
 
     def where(self, expected, received):
         wrong = [k for k in self.keys if not self.number.equal(expected[k], received[k])]

@@ -41,7 +41,7 @@ PK_COUNTS = Exercise(
         (32, 4, "the lesson's batch"), (8, 2, ""), (6, 3, ""), (12, 4, ""), (64, 8, ""),
         (60, 6, ""), (10, 1, "K = 1: no positive"), (8, 8, "P = 1: a single class"),
         (2, 2, ""), (100, 10, ""), (96, 32, ""), (15, 5, ""))],
-    kind=Record(_PK_KEYS),
+    kind=Record(_PK_KEYS, counts=True),
     mistakes=(
         Mistake("the anchor is not its own positive: an anchor has K - 1 positives.",
                 spots=_key_is("positives_per_anchor", lambda B, K: K)),
@@ -198,16 +198,16 @@ _MINER_MISTAKES = (
     Mistake("the anchor was used as its own positive: a positive has the anchor's label and "
             "ANOTHER index (remove the diagonal from the mask: same & ~np.eye(B, dtype=bool)).",
             spots=_own_positive),
+    Mistake("an anchor that is the only item of its class has no positive: it gives no "
+            "triplet, skip it.", spots=_extra_anchor("positive")),
+    Mistake("an anchor with no negative (every item shares its label) gives no triplet: skip it.",
+            spots=_extra_anchor("negative")),
     Mistake("a chosen positive has another label than its anchor: before the argmax, fill "
             "the entries that are not positives with -np.inf (a fill of 0 can win).",
             spots=_foreign(1)),
     Mistake("a chosen negative has the anchor's label: before the argmin, fill the entries "
             "that are not negatives with np.inf (a fill of 0 always wins).",
             spots=_foreign(2)),
-    Mistake("an anchor that is the only item of its class has no positive: it gives no "
-            "triplet, skip it.", spots=_extra_anchor("positive")),
-    Mistake("an anchor with no negative (every item shares its label) gives no triplet: skip it.",
-            spots=_extra_anchor("negative")),
 )
 
 BATCH_HARD = Exercise(
@@ -257,8 +257,8 @@ SEMI_HARD = Exercise(
         Mistake("the anchor was paired with itself as a positive (the diagonal of the label "
                 "mask): exclude p == a.", variant=lambda d, y: numpy_semi_hard(d, y, self_positive=True)),
         Mistake("semi-hard mines one triplet per positive PAIR (a, p), not one per anchor.",
-                spots=lambda got, args, expected: len(got[0]) < len(expected[0])
-                and len(set(got[0].tolist())) == len(got[0])),
+                spots=lambda got, args, expected: len(got[0]) == len(set(expected[0].tolist()))
+                < len(expected[0])),
         Mistake("missing fallback: when no negative is farther than p, take a's farthest negative.",
                 spots=_fallback_missed),
         *_MINER_MISTAKES,
