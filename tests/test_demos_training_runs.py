@@ -59,13 +59,16 @@ def test_cache_trains_once_and_lookup_never_trains(cache):
     assert cache.choices("mining") == ["hard", "semi-hard"]
     assert cache.choices("learning_rate") == [1e-3, 1e-2]
     history = first["history"]
-    assert len(history.records) == TINY["epochs"] and history.options == dict(mining="semi-hard", margin=0.2)
+    assert len(history.records) == TINY["epochs"]
+    assert (history.options["mining"], history.options["margin"]) == ("semi-hard", 0.2)
     assert len(history.snapshots) == TINY["epochs"] + 1 and history.snapshots[0].shape == (40, 8)
 
 
-def test_same_settings_same_numbers(tiny_data, cache):
+def test_same_settings_same_numbers(tiny_data, cache, capsys):
     again = tr.RunCache(*tiny_data, **TINY).get("semi-hard", 1e-3, 0.2)["history"]
     before = cache.lookup("semi-hard", 1e-3, 0.2)["history"]
+    printed = capsys.readouterr().out.splitlines()  # one progress line per trained run
+    assert len(printed) == 1 and printed[0].startswith("trained semi-hard, lr=0.001, m=0.2, B=16")
     np.testing.assert_allclose(again["loss"], before["loss"], rtol=1e-5)
     np.testing.assert_allclose(again.snapshots[-1], before.snapshots[-1], rtol=1e-4, atol=1e-6)
 
@@ -112,12 +115,14 @@ def test_run_name():
 def test_figures(cache):
     runs = {"semi": cache.lookup("semi-hard", 1e-3, 0.2), "hard": cache.lookup("hard", 1e-2, 0.2)}
     fig = tr.diagnostics_figure(runs)
-    # per run: 4 panels + the margin line
-    assert len(fig.data) == 2 * 5
-    spread_trace = fig.data[3]
+    # per run: one trace per panel (loss, active fraction, D(a,p), D(a,n), spread) + the margin line
+    assert len(tr.DIAGNOSTIC_FIELDS) == 5 and len(fig.data) == 2 * 6
+    assert [a.text for a in fig.layout.annotations][1] == "active fraction"
+    assert list(fig.data[1].y) == list(runs["semi"]["history"]["active_fraction"])
+    spread_trace = fig.data[4]
     assert list(spread_trace.x) == [0, 1, 2]  # epoch 0 from the snapshot before training
     assert spread_trace.y[0] == pytest.approx(tr.initial_spread(runs["semi"]["history"]))
-    margin_line = fig.data[4]
+    margin_line = fig.data[5]
     assert list(margin_line.y) == [0.2, 0.2]
     hist = tr.distance_histograms(runs)
     assert len(hist.data) == 4 and all(isinstance(t, go.Histogram) for t in hist.data)
@@ -132,6 +137,10 @@ def test_explorer(cache):
     fig = tr.explorer_draw(state)
     assert len(fig.data) == 2 * len(tr.EXPLORER_FIELDS)
     assert fig.data[-1].line.width == 3  # the selected run is drawn last, thick
+    # the legend says what grey and thick mean, once each; hovering a grey line names its run
+    in_legend = [t.name for t in fig.data if t.showlegend]
+    assert in_legend == ["other cached runs (hover for the name)", "selected: hard, lr=0.01, m=0.2, B=16, embedding_dim=8"]
+    assert "semi-hard, lr=0.001" in fig.data[0].hovertemplate
     assert "hard, lr=0.01, m=0.2" in tr.explorer_readout(state)
     missing = tr.explorer_state(cache, "all", 1e-2, 0.2)
     assert missing["missing"] and "not precomputed" in tr.explorer_readout(missing)
@@ -149,3 +158,48 @@ def test_noise_check(cache):
     assert result["clean"] == result["noisy"] == pytest.approx(expected)
     drowned = tr.noise_check(run, noise_std=100.0)  # noise far above every distance: chance level
     assert drowned["noisy"] < result["clean"] or result["clean"] <= 0.3
+
+
+def test_collapse_warning_is_caught_and_printed(tiny_data, monkeypatch, capsys):
+    """train()'s RuntimeWarning becomes text in the run and one readable printed line, no raw warning."""
+    import warnings
+
+    from course_lib import training
+
+    def fake_train(model, *args, **kwargs):
+        warnings.warn("epoch 1: embedding collapsed: spread 0.001 is under 5%", RuntimeWarning, stacklevel=2)
+        return fake_history([0.3, 0.2])
+
+    monkeypatch.setattr(training, "train", fake_train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning escaping train_run would fail the test
+        runs = tr.RunCache(*tiny_data, **TINY)
+        run = runs.get("hard", 1e-2, 0.2)
+    assert run["warnings"] == ["epoch 1: embedding collapsed: spread 0.001 is under 5%"]
+    out = capsys.readouterr().out
+    assert out.count("trained hard, lr=0.01") == 1 and "! train() warns: epoch 1: embedding collapsed" in out
+
+
+def test_continue_run(cache):
+    base = cache.lookup("semi-hard", 1e-3, 0.2)
+    weights = [w.copy() for w in base["model"].get_weights()]
+    trained = cache.trained
+    more = cache.continued(base, "hard", epochs=1)
+    assert cache.continued(base, "hard", epochs=1) is more and cache.trained == trained + 1
+    assert len(more["history"].records) == 1 and more["history"].options["mining"] == "hard"
+    assert more["settings"]["continued_from"] == tr.run_name(base)
+    assert tr.run_name(more).endswith("+ 1 epochs hard")
+    for before, after in zip(weights, base["model"].get_weights()):
+        np.testing.assert_array_equal(before, after)  # the starting run is left as it was
+    # it starts where the base run ended: its epoch-0 snapshot is the base run's last one
+    np.testing.assert_allclose(more["history"].snapshots[0], base["history"].snapshots[-1], atol=1e-5)
+
+
+def test_detector_input_matches_the_history(cache):
+    run = cache.lookup("hard", 1e-2, 0.2)
+    d = tr.detector_input(run)
+    h = run["history"]
+    assert d["loss"] == pytest.approx(h["loss"]) and d["spread"] == pytest.approx(h["spread"])
+    assert d["stuck_at"] == 0.2 and d["initial_spread"] == pytest.approx(tr.initial_spread(h))
+    assert set(d) == {"loss", "spread", "mean_positive_distance", "mean_negative_distance", "initial_spread",
+                      "stuck_at"}
