@@ -63,3 +63,9 @@ reset-lessons:
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
+
+# The executed course as a static site for reading without installing: open site/index.html
+# (works from file://, offline). Runs every lesson again: a few minutes.
+.PHONY: site
+site: install
+	$(BIN)/python scripts/build_site.py --out site
