@@ -453,3 +453,182 @@ def test_typical_mistake_is_rejected_with_its_hint(capsys, name, fn, hint):
 
 def test_every_exercise_has_typical_mistakes_tested():
     assert {name for name, _, _ in WRONG} == set(ex.EXERCISES)
+
+
+# ------------------------------------------- the graders' answers = the library's
+def _cases(name):
+    return ex.EXERCISES[name].graded_cases()
+
+
+def test_distance_reference_matches_course_lib():
+    from course_lib.distances import pairwise_distances as library
+    for case, expected in _cases("pairwise_distances"):
+        x = case.args["x"]
+        scale = max(1.0, float(np.abs(x).max()))
+        np.testing.assert_allclose(library(x).numpy(), expected, atol=1e-3 * scale)
+        assert np.all(np.diag(expected) == 0.0) and not np.isnan(expected).any()
+
+
+def test_contrastive_reference_matches_course_lib_on_every_pair_of_a_batch():
+    from course_lib.losses import contrastive_loss as library
+    rng = np.random.default_rng(0)
+    for margin in (0.5, 1.0, 2.0):
+        labels, x = rng.integers(0, 3, 7), rng.normal(size=(7, 3))
+        i, j = np.nonzero(~np.eye(7, dtype=bool))               # the B(B-1) ordered pairs
+        d = np.linalg.norm(x[i] - x[j], axis=1)
+        y = (labels[i] != labels[j]).astype(int)                # Hadsell: Y = 1 dissimilar
+        expected = ex.EXERCISES["contrastive_loss"].reference(d, y, margin)
+        assert float(library(labels, x, margin=margin)) == pytest.approx(expected, rel=1e-4)
+
+
+def test_triplet_reference_matches_course_lib_on_batch_hard_triplets():
+    from course_lib.losses import triplet_loss as library
+    from course_lib.mining import mine_triplets
+    rng = np.random.default_rng(1)
+    for margin in (0.2, 1.0):
+        labels, x = np.repeat(np.arange(3), 3), rng.normal(size=(9, 2))
+        triplets = np.stack([t.numpy() for t in mine_triplets(labels, x, "hard")], axis=1)
+        expected = ex.EXERCISES["triplet_loss"].reference(x, triplets, margin)
+        assert float(library(labels, x, margin=margin, mining="hard")) == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("name, strategy", [("batch_hard_miner", "hard"), ("semi_hard_miner", "semi-hard")])
+def test_library_miners_agree_with_the_loop_references(name, strategy):
+    """The grader's expected triplets (course_lib) = tests/reference.py's loops, ties included."""
+    from tests import reference
+    for case, expected in _cases(name):
+        loops = reference.mine_triplets_from_distances(case.args["labels"], case.args["d"], strategy)
+        assert [tuple(map(int, t)) for t in loops] == list(zip(*(e.tolist() for e in expected))), case.note
+
+
+def test_miner_cases_hold_the_edge_cases():
+    cases = [c for c, _ in _cases("semi_hard_miner")]
+    ties = no_fallback = False
+    for case in cases:
+        d, labels = case.args["d"], case.args["labels"]
+        for a, p in zip(*np.nonzero((labels[:, None] == labels) & ~np.eye(len(labels), dtype=bool))):
+            negatives = labels != labels[a]
+            ties |= bool(np.any(negatives & (d[a] == d[a, p])))
+            no_fallback |= bool(negatives.any() and not np.any(negatives & (d[a] > d[a, p])))
+    assert ties and no_fallback
+    notes = {c.note for c in cases}
+    assert {"a single class: no negative", "an anchor with no positive (the only 2)",
+            "labels with gaps"} <= notes
+
+
+def test_collapse_reference_is_detect_collapse():
+    """The grader asks course_lib.training.detect_collapse; the solution here is written from the rule."""
+    for case, expected in _cases("collapse_detector"):
+        assert collapse_detector(case.args["history"]) == expected
+    assert {e for _, e in _cases("collapse_detector")} >= {None, 0, 1, 2}
+
+
+def test_retrieval_reference_matches_course_lib_evaluate():
+    from course_lib.retrieval import evaluate
+    for case, expected in _cases("retrieval_metrics"):
+        q, ranked = case.args["query_label"], case.args["ranked_labels"]
+        if not np.any(ranked == q):
+            assert expected == {"precision_at_1": 0.0, "map_at_r": 0.0}
+            continue
+        gallery = np.arange(1, len(ranked) + 1, dtype=np.float32)[:, None]   # ranked by distance to 0
+        metrics = evaluate(np.zeros((1, 1), np.float32), [q], gallery, ranked, ks=(1,))
+        assert metrics["precision_at_1"] == pytest.approx(expected["precision_at_1"])
+        assert metrics["map_at_r"] == pytest.approx(expected["map_at_r"])
+
+
+def test_npairs_row_reference_matches_course_lib():
+    from course_lib.losses import npairs_loss
+    rng = np.random.default_rng(2)
+    anchors, positives = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    x = np.stack([anchors, positives], axis=1).reshape(8, 3)       # a_0, p_0, a_1, p_1, ...
+    labels = np.repeat(np.arange(4), 2)
+    rows = [ex.EXERCISES["npairs_row"].reference(anchors[i], positives, i) for i in range(4)]
+    assert float(npairs_loss(labels, x, l2_reg=0.0)) == pytest.approx(np.mean(rows), rel=1e-4)
+
+
+def test_angular_reference_matches_course_lib():
+    from course_lib.losses import angular_loss
+    for case, expected in _cases("angular_triplet"):
+        a, p, n, alpha = case.args.values()
+        library = float(angular_loss([0, 0, 1], np.stack([a, p, n]), alpha_degrees=alpha))
+        assert library == pytest.approx(expected, rel=1e-3, abs=1e-5), case.note
+
+
+def test_nt_xent_row_reference_matches_course_lib():
+    from course_lib.losses import nt_xent_loss
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(6, 4))
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    labels = np.repeat(np.arange(3), 2)                              # two views per image
+    sims = unit @ unit.T
+    rows = [ex.EXERCISES["nt_xent_row"].reference(sims[a], a, a ^ 1, 0.5) for a in range(6)]
+    assert float(nt_xent_loss(labels, x, temperature=0.5)) == pytest.approx(np.mean(rows), rel=1e-4)
+
+
+# ------------------------------------------------------------ the report itself
+def test_exception_in_learner_code_shows_type_and_message_only(capsys):
+    def broken(x):
+        return x[:, :, 5]
+    out = grade(capsys, "pairwise_distances", broken)
+    assert "case 1 of" in out and "your function raised IndexError: too many indices" in out
+    assert "Traceback" not in out and "line " not in out
+
+
+def test_missing_return_is_named(capsys):
+    out = grade(capsys, "contrastive_loss", lambda d, y, m: None)
+    assert "returned None: is the `return` missing?" in out
+
+
+def test_learner_cannot_spoil_the_cases_by_modifying_inputs(capsys):
+    def vandal(d, labels):
+        d[:] = 0.0
+        labels[:] = 0
+        return batch_hard_miner(d, labels)
+    grade(capsys, "batch_hard_miner", vandal)
+    out = grade(capsys, "batch_hard_miner", batch_hard_miner)
+    assert out.startswith("✓"), out
+
+
+def test_numbers_are_shown_without_float32_noise(capsys):
+    out = grade(capsys, "contrastive_loss", lambda d, y, m: np.float32(0.3))
+    assert "received: 0.3\n" in out and "0.300000" not in out
+
+
+def test_unknown_exercise_and_non_function(capsys):
+    assert "no exercise is called 'nope'" in grade(capsys, "nope", pairwise_distances)
+    assert "expected a function" in grade(capsys, "pairwise_distances", 3)
+
+
+def test_exercise_records():
+    for name, exercise in ex.EXERCISES.items():
+        assert exercise.name == name and exercise.signature.startswith(name + "(")
+        assert exercise.lesson in {"01", "02", "03", "04", "05", "06", "07", "08", "10"}
+        assert callable(exercise.reference) and exercise.mistakes
+
+
+# ---------------------------------------------------------------------- check()
+@pytest.mark.parametrize("answer, expected, verdict", [
+    (..., 28, "✎ negatives: not done yet"),
+    (28, 28, "✓ negatives: 28 is right. Because B - K."),
+    (27, 28, "✗ negatives: you said 27; the answer is 28. Because B - K."),
+    (0.3000001013278961, 0.3, "✓ negatives: 0.3 is right."),
+    (" Hard ", "hard", "✓ negatives: "),
+    ({"b", "a"}, {"a", "b"}, "✓ negatives: "),
+    ((1, ...), (1, 2), "✎ negatives: not done yet"),
+    ((1.0, 2.0), (1, 2), "✓"),
+    ([1, 2, 3], np.array([1, 2]), "✗ negatives: you said [1, 2, 3]; the answer is [1 2]."),
+    ("yes", 3, "✗ negatives: you said yes; the answer is 3."),
+    (object(), 3, "✗ negatives: you said"),
+])
+def test_check_never_raises_and_returns_none(capsys, answer, expected, verdict):
+    assert ex.check(answer, expected, "negatives", "Because B - K.") is None
+    out = capsys.readouterr().out
+    assert out.startswith(verdict), out
+    assert out.count("\n") == 1
+
+
+def test_check_keeps_the_older_call_style(capsys):
+    assert ex.check(0.16, expected=0.08, what="loss", hint="Halve it.", tolerance=1e-3) is None
+    assert capsys.readouterr().out == "✗ loss: you said 0.16; the answer is 0.08. Halve it.\n"
+    ex.check(0.0801, expected=0.08, what="loss", tolerance=1e-2)
+    assert capsys.readouterr().out.startswith("✓ loss: 0.0801 is right.")

@@ -32,7 +32,7 @@ def value(v, digits=4, prefix=""):
         return "{" + ", ".join(f"{k!r}: {value(x, digits)}" for k, x in v.items()) + "}"
     if isinstance(v, (set, frozenset)):
         return "{" + ", ".join(value(x, digits) for x in sorted(v, key=repr)) + "}"
-    if isinstance(v, (tuple, list)) and not _is_numeric_array(v):
+    if isinstance(v, (tuple, list)):
         inner = ", ".join(value(x, digits) for x in v)
         return f"({inner})" if isinstance(v, tuple) else f"[{inner}]"
     try:
