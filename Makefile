@@ -29,8 +29,10 @@ install: $(STAMP)
 # As root (containers, these course machines) JupyterLab needs --allow-root.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
+# The server's root is the repository (not notebooks/), so the lessons' links to
+# docs/definitions.md open in JupyterLab; the browser opens on the first lesson.
 lab: install
-	$(BIN)/jupyter lab $(ALLOW_ROOT) $(FIRST_LESSON)
+	$(BIN)/jupyter lab $(ALLOW_ROOT) --ServerApp.root_dir=. $(FIRST_LESSON)
 
 test: install
 	$(BIN)/python -m pytest
