@@ -632,3 +632,16 @@ def test_check_keeps_the_older_call_style(capsys):
     assert capsys.readouterr().out == "✗ loss: you said 0.16; the answer is 0.08. Halve it.\n"
     ex.check(0.0801, expected=0.08, what="loss", tolerance=1e-2)
     assert capsys.readouterr().out.startswith("✓ loss: 0.0801 is right.")
+
+
+def test_nan_from_another_cause_gets_no_overflow_hint(capsys):
+    out = grade(capsys, "npairs_row", lambda a, p, i: float("nan"))
+    assert "case 1 of" in out and "Hint" not in out
+
+
+def test_importing_the_exercises_does_not_load_tensorflow():
+    import subprocess
+    import sys
+    code = "import sys, course_lib.exercises; print('tensorflow' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"

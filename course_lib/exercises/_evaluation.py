@@ -194,7 +194,8 @@ RETRIEVAL = Exercise(
     kind=Record(("precision_at_1", "map_at_r")),
     mistakes=(
         Mistake("R = 0 (no item with the query's label): map_at_r is 0.0, not a division by zero.",
-                spots=lambda got, args, expected: not np.isfinite(got["map_at_r"])),
+                spots=lambda got, args, expected: not np.isfinite(got["map_at_r"])
+                and not np.any(np.asarray(args["ranked_labels"]) == args["query_label"])),
         Mistake("that is R-precision (the share of hits among the first R); MAP@R averages "
                 "P(i) over the ranks i <= R that are hits, so early hits count more.",
                 variant=_r_precision),

@@ -43,7 +43,10 @@ def value(v, digits=4, prefix=""):
         return repr(v)
     if array.ndim == 0:
         return value(array.item(), digits)
-    formatter = {"float_kind": lambda x: number(x, digits)} if array.dtype.kind == "f" else None
+    if array.dtype.kind != "f":
+        return np.array2string(array, prefix=prefix, max_line_width=100)
+    width = max(len(number(x, digits)) for x in array.flat) if array.size else 0
+    formatter = {"float_kind": lambda x: number(x, digits).rjust(width)}
     return np.array2string(array, formatter=formatter, prefix=prefix, max_line_width=100)
 
 
@@ -56,7 +59,7 @@ def argument(name, v):
         v = np.asarray(v)
     if isinstance(v, np.ndarray) and v.ndim > 0:
         text = np.array2string(v, precision=3, suppress_small=True, prefix=head, max_line_width=100)
-        return head + text
+        return head + text + (f"  (shape {v.shape})" if v.size == 0 else "")
     return head + value(v)
 
 

@@ -21,8 +21,13 @@ def softplus(f):
     return float(max(f, 0.0) + np.log1p(np.exp(-abs(f))))
 
 
-def _overflowed(got, args, expected):
-    return not np.isfinite(got) and np.isfinite(expected)
+def _overflows(largest_exponent):
+    """Spots inf/nan where a plain np.exp overflows on this case (exponent above ~709)."""
+    def spots(got, args, expected):
+        with np.errstate(all="ignore"):
+            too_large = np.isinf(np.exp(largest_exponent(*args.values())))
+        return not np.isfinite(got) and np.isfinite(expected) and too_large
+    return spots
 
 
 # --------------------------------------------------------------- N-pairs row
@@ -68,7 +73,8 @@ NPAIRS = Exercise(
     kind=Number(),
     mistakes=(
         Mistake("np.exp overflowed (inf or nan) for large logits: subtract the largest logit "
-                "before exp, log-sum-exp = m + log(sum exp(S - m)).", spots=_overflowed),
+                "before exp, log-sum-exp = m + log(sum exp(S - m)).",
+                spots=_overflows(lambda a, p, i: np.max(p @ a))),
         Mistake("the sign: the loss is MINUS log softmax, a positive number (the softmax "
                 "probability is below 1).", variant=lambda a, p, i: -npairs_row(a, p, i)),
         Mistake("the denominator sums over ALL N positives, the anchor's own positive included "
@@ -128,7 +134,8 @@ ANGULAR = Exercise(
     kind=Number(),
     mistakes=(
         Mistake("np.exp overflowed (inf) for a large f: log(1 + exp f) = max(f, 0) + "
-                "log1p(exp(-|f|)), or np.logaddexp(0, f).", spots=_overflowed),
+                "log1p(exp(-|f|)), or np.logaddexp(0, f).",
+                spots=_overflows(lambda a, p, n, g: _f(a, p, n, g))),
         Mistake("alpha is in degrees: np.tan(np.radians(alpha_degrees)) ** 2 (np.tan reads radians).",
                 variant=lambda a, p, n, g: softplus(_f(a, p, n, g, tangent=math.tan(g) ** 2))),
         Mistake("t is tan SQUARED: t = np.tan(np.radians(alpha_degrees)) ** 2.",
@@ -189,7 +196,8 @@ NT_XENT = Exercise(
     kind=Number(),
     mistakes=(
         Mistake("np.exp overflowed (inf or nan): with s / T up to 1 / T, use the log-sum-exp "
-                "shift m + log(sum exp(z - m)).", spots=_overflowed),
+                "shift m + log(sum exp(z - m)).",
+                spots=_overflows(lambda s, a, p, t: np.max(np.asarray(s) / t))),
         Mistake("the anchor itself is not in the denominator: sum over k != anchor (its "
                 "similarity to itself, 1 / T, would dominate every row).",
                 variant=lambda s, a, p, t: logsumexp(np.asarray(s) / t) - s[p] / t),
