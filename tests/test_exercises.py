@@ -268,9 +268,8 @@ def _semi_hard_self_positive(d, labels):
 
 
 def _semi_hard_per_anchor(d, labels):
+    """Only each anchor's first positive pair."""
     a, p, n = semi_hard_miner(d, labels)
-    hard_a, hard_p, _ = batch_hard_miner(d, labels)
-    keep = np.isin(np.stack([a, p], 1).tolist(), np.stack([hard_a, hard_p], 1).tolist()).all(1)
     first = np.unique(a, return_index=True)[1]
     return a[first], p[first], n[first]
 
