@@ -10,17 +10,25 @@ import numbers
 
 import tensorflow as tf
 
+from course_lib.options import check_choice  # noqa: F401  (re-exported: the one choice check)
 
-def check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"Unknown {name}={value!r}: expected one of {', '.join(map(repr, choices))}.")
+
+def check_number(name, value):
+    """``value`` as a float; a TypeError naming ``name`` when it is not a number."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a number, got {type(value).__name__}.")
+    return float(value)
 
 
 def check_positive(name, value):
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise TypeError(f"`{name}` must be a number, got {type(value).__name__}.")
-    if not value > 0:
+    if not check_number(name, value) > 0:
         raise ValueError(f"`{name}` must be > 0, got {value}.")
+    return float(value)
+
+
+def check_non_negative(name, value):
+    if not check_number(name, value) >= 0:
+        raise ValueError(f"`{name}` must be >= 0, got {value}.")
     return float(value)
 
 

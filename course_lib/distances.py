@@ -14,7 +14,7 @@ The squared Euclidean distance is computed with the expansion
     ||a - b||^2 = ||a||^2 + ||b||^2 - 2 a.b
 
 which is one matrix product instead of a [B, B, D] tensor of differences.
-Two numerical traps come with it (COURSE_GUIDE section 1):
+Two numerical traps come with it (docs/definitions.md):
 
 * rounding can make the expansion slightly negative: clamp it at 0;
 * ``sqrt`` has an infinite derivative at 0, so two identical embeddings
@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from course_lib._checks import as_embeddings, check_choice
+from course_lib._checks import as_embeddings
+from course_lib.options import METRICS, check_choice
 
-METRICS = ("euclidean", "squared_euclidean", "cosine")
+__all__ = ["METRICS", "pairwise_distances", "cross_distances", "paired_distances"]
 
 
 def _squared_norms(x):
@@ -81,20 +82,22 @@ def paired_distances(a, b, metric="euclidean"):
     """Row by row distances ``d(a_i, b_i)``: [N] float32 for ``a``, ``b`` [N, D].
 
     Computed from the difference ``a_i - b_i`` itself (no expansion), so
-    identical rows give exactly 0, with a zero gradient. The losses use it
-    to differentiate only the pairs a miner picked, O(N D) instead of the
+    identical rows give exactly 0, with a zero gradient. The triplet loss uses
+    it to differentiate only the pairs a miner picked, O(N D) instead of the
     whole [B, B] matrix.
     """
     check_choice("metric", metric, METRICS)
     a, b = as_embeddings(a, name="a"), as_embeddings(b, name="b")
     if a.shape.is_fully_defined() and b.shape.is_fully_defined() and a.shape != b.shape:
         raise ValueError(f"`a` and `b` must have the same shape [N, D], got {a.shape} and {b.shape}.")
+    return _paired(a, b, metric)
+
+
+def _paired(a, b, metric):
     if metric == "cosine":
         return tf.maximum(1.0 - tf.reduce_sum(_unit_rows(a) * _unit_rows(b), axis=1), 0.0)
     squared = _squared_norms(a - b)
-    if metric == "squared_euclidean":
-        return squared
-    return _safe_sqrt(squared)
+    return squared if metric == "squared_euclidean" else _safe_sqrt(squared)
 
 
 def pairwise_distances(embeddings, metric="euclidean"):
@@ -109,15 +112,12 @@ def pairwise_distances(embeddings, metric="euclidean"):
            [5., 0.]], dtype=float32)
     """
     check_choice("metric", metric, METRICS)
-    x = as_embeddings(embeddings)
-    if metric == "cosine":
-        distances = _cosine(x, x)
-    else:
-        distances = _squared_euclidean(x, x)
+    return _pairwise(as_embeddings(embeddings), metric)
+
+
+def _pairwise(x, metric):
+    distances = _cosine(x, x) if metric == "cosine" else _squared_euclidean(x, x)
     # Zero the diagonal *before* the sqrt: it removes rounding noise and
     # keeps sqrt's infinite derivative at 0 out of the gradient.
-    off_diagonal = 1.0 - tf.eye(tf.shape(x)[0], dtype=x.dtype)
-    distances = distances * off_diagonal
-    if metric == "euclidean":
-        distances = _safe_sqrt(distances)
-    return distances
+    distances = distances * (1.0 - tf.eye(tf.shape(x)[0], dtype=x.dtype))
+    return _safe_sqrt(distances) if metric == "euclidean" else distances

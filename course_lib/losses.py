@@ -1,10 +1,17 @@
-"""Ranking losses: contrastive, triplet (all / hard / semi-hard, soft margin), N-pairs, angular.
+"""Ranking losses: contrastive, triplet (all / hard / semi-hard, soft margin), N-pairs, angular,
+and the similarity losses SupCon, NT-Xent and multi-similarity.
 
 Each function takes ``(labels, embeddings, **options)`` and returns a scalar
 float32 tensor. ``labels`` are class ids shaped (B,) or (B, 1), int or
 float; ``embeddings`` is [B, D] (float16/bfloat16 are cast up to float32).
-Definitions, reductions and degenerate batches follow COURSE_GUIDE section 1;
-every mean over an empty set is 0, never NaN.
+Definitions, reductions and degenerate batches: docs/definitions.md; every
+mean over an empty set is 0, never NaN. Each option's default is the one in
+the function's signature (:func:`defaults` reads them for the command line
+and the training loop).
+
+The shape of a triplet loss (lesson 03) is the shape of the code below:
+
+    distances D -> miner picks (a, p, n) -> gap D(a, p) - D(a, n) -> hinge -> mean
 
 The Keras classes at the bottom wrap the functions for ``model.compile``:
 
@@ -15,19 +22,22 @@ The Keras classes at the bottom wrap the functions for ``model.compile``:
 from __future__ import annotations
 
 import math
-import numbers
+from collections import namedtuple
 
 import keras
 import tensorflow as tf
 
 from course_lib import mining as miners
-from course_lib._checks import as_embeddings, as_labels, check_choice, check_positive
-from course_lib.distances import METRICS, paired_distances, pairwise_distances
-from course_lib.mining import STRATEGIES, negative_mask, positive_mask
+from course_lib._checks import as_embeddings, as_labels, check_non_negative, check_number, check_positive
+from course_lib.distances import _paired, _pairwise
+from course_lib.mining import negative_mask, positive_mask
+from course_lib.options import METRICS, STRATEGIES, check_choice, defaults_of
 
 __all__ = [
-    "contrastive_loss", "triplet_loss", "npairs_loss", "angular_loss",
+    "contrastive_loss", "triplet_loss", "triplet_loss_and_statistics", "npairs_loss", "angular_loss",
+    "supcon_loss", "nt_xent_loss", "multi_similarity_loss", "defaults",
     "ContrastiveLoss", "TripletLoss", "NPairsLoss", "AngularLoss",
+    "SupConLoss", "NTXentLoss", "MultiSimilarityLoss",
 ]
 
 
@@ -38,6 +48,7 @@ def masked_mean(values, mask):
 
 
 def _inputs(labels, embeddings):
+    """The public edge: checked labels [B] and float32 embeddings [B, D]."""
     x = as_embeddings(embeddings)
     return as_labels(labels, x), x
 
@@ -56,22 +67,31 @@ def contrastive_loss(labels, embeddings, margin=1.0, metric="euclidean"):
     margin = check_positive("margin", margin)
     check_choice("metric", metric, METRICS)
     y, x = _inputs(labels, embeddings)
-    d = pairwise_distances(x, metric)
+    d = _pairwise(x, metric)
     same = tf.equal(y[:, None], y[None, :])
     per_pair = 0.5 * tf.where(same, tf.square(d), tf.square(tf.nn.relu(margin - d)))
-    off_diagonal = tf.logical_not(tf.eye(tf.shape(y)[0], dtype=tf.bool))
-    return masked_mean(per_pair, off_diagonal)
+    return masked_mean(per_pair, tf.logical_not(tf.eye(tf.shape(y)[0], dtype=tf.bool)))
 
 
 # -------------------------------------------------------------------- triplet
-def triplet_loss(labels, embeddings, margin=1.0, mining="semi-hard", metric="euclidean", soft=False):
+TripletStatistics = namedtuple(
+    "TripletStatistics", ["loss", "active_fraction", "mean_positive_distance", "mean_negative_distance"])
+TripletStatistics.__doc__ = """The triplet loss of a batch and what its one mining pass saw.
+
+``active_fraction``: share of the mined triplets whose hinge is not flat,
+D(a, p) - D(a, n) + m > 0 (with the soft margin, which has no m: D(a, p) >
+D(a, n), the triplet is still in the wrong order). ``mean_positive_distance``
+/ ``mean_negative_distance``: mean D over the positive / negative pairs.
+"""
+
+
+def triplet_loss(labels, embeddings, margin=0.2, mining="semi-hard", metric="euclidean", soft=False):
     """Triplet loss  [D(a, p) - D(a, n) + m]_+  over mined triplets.
 
     ``mining``:
       * ``"all"``: every valid triplet; mean over the triplets with loss > 0
-        (Hermans' "batch all, != 0"). Enumerates the O(B^3) triplets one
-        round of positives at a time: O(B^2 K) time for a P x K batch (B^3
-        when the batch has few classes), O(B^2) memory.
+        (Hermans' "batch all, != 0"). O(B^2 K) time for a P x K batch
+        (B^3 when the batch has few classes), O(B^2) memory.
       * ``"hard"``: per anchor its farthest positive and closest negative;
         mean over anchors with >= 1 positive and >= 1 negative. O(B^2).
       * ``"semi-hard"``: per positive pair (a, p) the closest negative with
@@ -79,7 +99,19 @@ def triplet_loss(labels, embeddings, margin=1.0, mining="semi-hard", metric="euc
         whose anchor has >= 1 negative. O(B^2) memory, O(B^2 K) time.
 
     ``soft=True`` replaces [x + m]_+ by softplus(x) (Hermans' soft margin);
-    ``margin`` is then unused. See :mod:`course_lib.mining` for the miners.
+    ``margin`` is then unused. The default m = 0.2 is FaceNet's, for
+    embeddings on the unit sphere (distances in [0, 2]). See
+    :mod:`course_lib.mining` for the miners.
+    """
+    return triplet_loss_and_statistics(labels, embeddings, margin, mining, metric, soft).loss
+
+
+def triplet_loss_and_statistics(labels, embeddings, margin=0.2, mining="semi-hard", metric="euclidean",
+                                soft=False):
+    """:func:`triplet_loss` and the statistics of its triplets: a :class:`TripletStatistics`.
+
+    Training reports these, so what it shows is what the loss used: one
+    mining pass per batch.
     """
     margin = check_positive("margin", margin)
     check_choice("mining", mining, STRATEGIES)
@@ -87,111 +119,92 @@ def triplet_loss(labels, embeddings, margin=1.0, mining="semi-hard", metric="euc
     if not isinstance(soft, bool):
         raise TypeError(f"`soft` must be True or False, got {soft!r}.")
     y, x = _inputs(labels, embeddings)
-    d = pairwise_distances(x, metric)
-    neg = negative_mask(y)
-    # the hinge h(gap), gap = D(a, p) - D(a, n), and its slope h'(gap)
-    if soft:
-        hinge, slope = tf.nn.softplus, tf.sigmoid
-    else:
-        def hinge(gap):
-            return tf.nn.relu(gap + margin)
-
-        def slope(gap):
-            return tf.cast(gap + margin > 0, gap.dtype)
-
+    d = _pairwise(x, metric)
     if mining == "all":
-        return _batch_all(d, y, neg, hinge, slope, soft)
-    mined, has_neg = tf.stop_gradient(d), tf.reduce_any(neg, axis=1)
-    if mining == "hard":
-        pos = positive_mask(y)
-        p, n = miners.hardest_positives(mined, pos), miners.closest_negatives(mined, neg)
-        valid = tf.reduce_any(pos, axis=1) & has_neg
-        total, count, grad = _triplet_terms(x, mined, p, n, valid, hinge, slope, metric)
-        return tf.math.divide_no_nan(_with_gradient(total, x, grad), count)
-    return _semi_hard(x, mined, y, neg, has_neg, hinge, slope, metric)
+        loss, active = _batch_all(y, d, margin, soft)
+    else:
+        loss, active = _mined_triplets(y, x, tf.stop_gradient(d), mining, margin, soft, metric)
+    d = tf.stop_gradient(d)
+    return TripletStatistics(loss, active, masked_mean(d, positive_mask(y)), masked_mean(d, negative_mask(y)))
 
 
-def _semi_hard(x, mined, y, neg, has_neg, hinge, slope, metric):
-    """Mean hinge over positive pairs (a, p) whose anchor has a negative, semi-hard n.
+def _hinge(gap, margin, soft):
+    """The loss of a triplet with gap = D(a, p) - D(a, n): [gap + m]_+, or softplus(gap)."""
+    return tf.nn.softplus(gap) if soft else tf.nn.relu(gap + margin)
 
-    The rounds of positives run without gradient: each round mines one
-    triplet per anchor and adds up its terms (:func:`_triplet_terms`),
-    gradient included, so the [B, B] distances are only searched.
+
+def _is_active(gap, margin, soft):
+    return gap + (0.0 if soft else margin) > 0.0
+
+
+def _mined_triplets(y, x, d, mining, margin, soft, metric):
+    """(mean loss, active fraction) over the hard or semi-hard triplets.
+
+    The miner reads the distances ``d`` (no gradient) and hands out B
+    triplets at a time (:func:`course_lib.mining.over_mined_triplets`); their
+    distances are recomputed from the triplets' own embeddings, so ordinary
+    autodiff differentiates B triplets, O(B D), never the [B, B] matrix.
     """
-    search = miners.semi_hard_search(mined, neg)
-    fixed = tf.stop_gradient(x)  # nothing inside the loop is differentiated through it
 
-    def per_round(p, in_round, sums):
-        terms = _triplet_terms(fixed, mined, p, search(p), in_round & has_neg, hinge, slope, metric)
-        return tuple(s + t for s, t in zip(sums, terms))
+    def add(triplets, valid, sums):
+        gap = _paired(x, tf.gather(x, triplets.positive), metric) - _paired(x, tf.gather(x, triplets.negative), metric)
+        valid = tf.cast(valid, tf.float32)
+        terms = (_hinge(gap, margin, soft), tf.ones_like(gap), tf.cast(_is_active(gap, margin, soft), tf.float32))
+        return tuple(s + tf.reduce_sum(t * valid) for s, t in zip(sums, terms))
 
-    initial = (tf.constant(0.0), tf.constant(0.0), tf.zeros_like(fixed))
-    total, count, grad = miners.over_positive_rounds(y, per_round, initial)
-    return tf.math.divide_no_nan(_with_gradient(total, x, grad), count)
+    total, count, active = miners.over_mined_triplets(y, d, mining, add, (0.0, 0.0, 0.0))
+    return tf.math.divide_no_nan(total, count), tf.math.divide_no_nan(active, count)
 
 
-def _triplet_terms(x, mined, p, n, valid, hinge, slope, metric):
-    """For the triplets (a, p[a], n[a]) where ``valid`` [B]: (sum of h(gap), count, d sum / dx).
+def _batch_all(y, d, margin, soft):
+    """(mean loss over the triplets with loss > 0, active fraction) over every valid triplet.
 
-    gap = D(a, p) - D(a, n) is read from the mined distances; the gradient
-    is taken on the triplets' own embeddings (:func:`_triplet_gradient`),
-    O(B dim), never through the [B, B] matrix.
+    Round r of positives gives a [B, B] slice: anchor a (row), its r-th
+    positive p[a], every negative n (column). softplus is positive
+    everywhere, so with ``soft`` every valid triplet counts in the mean.
     """
-    gap = tf.gather(mined, p, batch_dims=1) - tf.gather(mined, n, batch_dims=1)
-    valid = tf.cast(valid, mined.dtype)
-    grad = _triplet_gradient(tf.stop_gradient(x), p, n, slope(gap) * valid, metric)
-    return tf.reduce_sum(hinge(gap) * valid), tf.reduce_sum(valid), grad
+    neg = negative_mask(y)
+
+    def round_sums(p, in_round, d):
+        gap = tf.gather(d, p, batch_dims=1)[:, None] - d  # [a, n]
+        valid = tf.cast(neg & in_round[:, None], tf.float32)
+        active = tf.cast(_is_active(gap, margin, soft), tf.float32) * valid
+        return tf.reduce_sum(_hinge(gap, margin, soft) * valid), (tf.reduce_sum(active), tf.reduce_sum(valid))
+
+    total, (active, valid) = _sum_over_rounds_saving_memory(y, d, round_sums, num_counts=2)
+    return tf.math.divide_no_nan(total, valid if soft else active), tf.math.divide_no_nan(active, valid)
 
 
-def _with_gradient(value, wrt, grad):
-    """``value``, with ``grad`` as its gradient w.r.t. ``wrt``.
+def _sum_over_rounds_saving_memory(labels, wrt, round_sums, num_counts):
+    """MEMORY-SAVING VARIANT. Sum ``round_sums`` over the rounds of positives, gradient included.
 
-    ``value + sum(grad * (wrt - stop_gradient(wrt)))``: the second term is 0
-    but differentiates to ``grad``. The loops that mine or enumerate triplets
-    run without gradient and compute it themselves, so TensorFlow keeps no
-    per-round tensors for a backward pass. (First derivatives only.)
+    ``round_sums(p, in_round, wrt) -> (value, counts)`` gives one round's sum
+    of terms (a scalar differentiable in ``wrt``) and ``num_counts`` scalar
+    counts (not differentiated). Returns (the summed value, the summed counts).
+
+    Why not plain autodiff: batch-all and angular enumerate every (a, p, n),
+    one [B, B] slice of ``wrt`` per round, B^2 (K - 1) values in a P x K
+    batch. Differentiating through the loop would keep every round's slices
+    for the backward pass: O(B^2 K) memory, several GiB at B = 4096. Here each
+    round differentiates its own sum at once (an inner GradientTape) and only
+    the running [B, B] gradient G leaves the loop: O(B^2) memory. The value
+    returned is ``value + sum(G * (wrt - stop_gradient(wrt)))``: the second
+    term is 0 but differentiates to G. (First derivatives only.)
     """
-    return value + tf.reduce_sum(grad * (wrt - tf.stop_gradient(wrt)))
-
-
-def _triplet_gradient(x, p, n, slope, metric):
-    """d/dx of  sum_a slope[a] * (D(x_a, x_p[a]) - D(x_a, x_n[a])), [B, dim].
-
-    O(B dim) per call: only the B triplets' embeddings are differentiated.
-    """
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        d_ap = paired_distances(x, tf.gather(x, p), metric)
-        d_an = paired_distances(x, tf.gather(x, n), metric)
-        weighted = tf.reduce_sum(slope * (d_ap - d_an))
-    return tf.convert_to_tensor(tape.gradient(weighted, x))
-
-
-def _batch_all(d, y, neg, hinge, slope, soft):
-    """Mean of hinge(D(a,p) - D(a,n)) over all valid triplets with a positive loss.
-
-    softplus is positive everywhere, so with ``soft`` every valid triplet
-    counts, also one whose softplus underflows to 0 in float32.
-
-    The rounds run without gradient and add up W = dL/dD as they go: with
-    h' the hinge's slope, each triplet adds h' at (a, p) and -h' at (a, n).
-    Memory stays O(B^2): no round keeps its [B, B] slice for a backward pass.
-    """
-    mined = tf.stop_gradient(d)
-    anchors = tf.range(tf.shape(d)[0])
+    fixed = tf.stop_gradient(wrt)
 
     def per_round(p, in_round, state):
-        total, active, weights = state
-        gap = tf.gather(mined, p, batch_dims=1)[:, None] - mined  # [B, B]: anchor a, negative n
-        valid = tf.cast(neg & in_round[:, None], d.dtype)
-        h_prime = slope(gap) * valid
-        counted = valid if soft else h_prime  # the triplets with loss > 0
-        weights = tf.tensor_scatter_nd_add(weights - h_prime, tf.stack([anchors, p], 1), tf.reduce_sum(h_prime, 1))
-        return total + tf.reduce_sum(hinge(gap) * valid), active + tf.reduce_sum(counted), weights
+        value, counts, grad = state
+        with tf.GradientTape() as tape:
+            tape.watch(fixed)
+            round_value, round_counts = round_sums(p, in_round, fixed)
+        round_grad = tape.gradient(round_value, fixed, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        counts = tuple(c + r for c, r in zip(counts, round_counts))
+        return value + round_value, counts, grad + tf.convert_to_tensor(round_grad)
 
-    initial = (tf.constant(0.0), tf.constant(0.0), tf.zeros_like(mined))
-    total, active, weights = miners.over_positive_rounds(y, per_round, initial)
-    return tf.math.divide_no_nan(_with_gradient(total, d, weights), active)
+    initial = (tf.constant(0.0), (tf.constant(0.0),) * num_counts, tf.zeros_like(fixed))
+    value, counts, grad = miners.over_positive_rounds(labels, per_round, initial)
+    return value + tf.reduce_sum(grad * (wrt - fixed)), counts
 
 
 # -------------------------------------------------------------------- N-pairs
@@ -205,31 +218,22 @@ def npairs_loss(labels, embeddings, l2_reg=0.002):
     ``l2_reg * 0.25 * (mean ||a_i||^2 + mean ||p_i||^2)``.
     0 when the batch has fewer than 2 pairs (no negative to compare with).
     """
-    if not isinstance(l2_reg, numbers.Real) or isinstance(l2_reg, bool) or l2_reg < 0:
-        raise ValueError(f"`l2_reg` must be a number >= 0, got {l2_reg!r}.")
+    l2_reg = check_non_negative("l2_reg", l2_reg)
     y, x = _inputs(labels, embeddings)
-    same = tf.equal(y[:, None], y[None, :])
-    earlier = tf.linalg.band_part(tf.ones_like(same, dtype=tf.int32), -1, 0) - tf.eye(
-        tf.shape(y)[0], dtype=tf.int32
-    )  # earlier[i, j] = 1 when j < i
-    occurrence = tf.reduce_sum(tf.cast(same, tf.int32) * earlier, axis=1)  # 0 = first, 1 = second
-    is_second = tf.equal(occurrence, 1)
-    partner_mask = same & is_second[None, :]  # row i: the second occurrence of i's class
+    same = tf.cast(tf.equal(y[:, None], y[None, :]), tf.int32)
+    earlier = tf.linalg.band_part(tf.ones_like(same), -1, 0) - tf.eye(tf.shape(y)[0], dtype=tf.int32)  # j < i
+    occurrence = tf.reduce_sum(same * earlier, axis=1)  # 0 = first of its class, 1 = second
+    partner_mask = tf.cast(same, tf.bool) & tf.equal(occurrence, 1)[None, :]  # row i: its class's second
     is_anchor = tf.equal(occurrence, 0) & tf.reduce_any(partner_mask, axis=1)
-    partner = tf.argmax(tf.cast(partner_mask, tf.int32), axis=1, output_type=tf.int32)
-    positives = tf.gather(x, partner)  # p_i beside each anchor a_i
+    positives = tf.gather(x, tf.argmax(tf.cast(partner_mask, tf.int32), axis=1, output_type=tf.int32))
     logits = tf.matmul(x, positives, transpose_b=True)  # S[i, j] = a_i . p_j
-    logits = tf.where(is_anchor[None, :], logits, -float("inf"))
-    cross_entropy = tf.reduce_logsumexp(tf.where(is_anchor[:, None], logits, 0.0), axis=1) - tf.linalg.diag_part(
-        tf.where(is_anchor[:, None], logits, 0.0)
-    )
-    num_pairs = tf.reduce_sum(tf.cast(is_anchor, tf.float32))
-    l2 = 0.25 * l2_reg * (
-        masked_mean(tf.reduce_sum(tf.square(x), 1), is_anchor)
-        + masked_mean(tf.reduce_sum(tf.square(positives), 1), is_anchor)
-    )
+    logits = tf.where(is_anchor[:, None] & is_anchor[None, :], logits, -float("inf"))
+    logits = tf.where(is_anchor[:, None], logits, 0.0)  # rows that are not anchors: finite, unused
+    cross_entropy = tf.reduce_logsumexp(logits, axis=1) - tf.linalg.diag_part(logits)
+    l2 = 0.25 * l2_reg * (masked_mean(tf.reduce_sum(tf.square(x), 1), is_anchor)
+                          + masked_mean(tf.reduce_sum(tf.square(positives), 1), is_anchor))
     loss = masked_mean(cross_entropy, is_anchor) + l2
-    return tf.where(num_pairs >= 2, loss, 0.0)
+    return tf.where(tf.reduce_sum(tf.cast(is_anchor, tf.int32)) >= 2, loss, 0.0)
 
 
 # -------------------------------------------------------------------- angular
@@ -247,58 +251,155 @@ def angular_loss(labels, embeddings, alpha_degrees=45.0):
     tan(n') = ||x_a - x_p|| / (2 ||x_n - x_c||) <= tan(alpha), with x_c the
     pair's midpoint (x_a + x_p) / 2: the negative is pushed away from x_c in
     proportion to the pair's size, so the loss is scale-invariant. Enumerates
-    (pair, negative) combinations, O(B^3), one positive round at a time:
-    O(B^2 K) time for a P x K batch, O(B^2) memory; the rounds carry
-    dL/d(x_i . x_j) out (see :func:`_with_gradient`).
+    (pair, negative) combinations one round of positives at a time: O(B^2 K)
+    time for a P x K batch, O(B^2) memory.
     """
-    if not isinstance(alpha_degrees, numbers.Real) or isinstance(alpha_degrees, bool):
-        raise TypeError(f"`alpha_degrees` must be a number, got {type(alpha_degrees).__name__}.")
-    if not 0.0 < alpha_degrees < 90.0:
+    alpha = check_number("alpha_degrees", alpha_degrees)
+    if not 0.0 < alpha < 90.0:
         raise ValueError(f"`alpha_degrees` must lie in (0, 90) degrees, got {alpha_degrees}.")
-    t = math.tan(math.radians(alpha_degrees)) ** 2
+    t = math.tan(math.radians(alpha)) ** 2
     y, x = _inputs(labels, embeddings)
     x = tf.math.l2_normalize(x, axis=1, epsilon=1e-12)
-    sim = tf.matmul(x, x, transpose_b=True)  # x_i . x_j
     neg = negative_mask(y)
-    has_neg = tf.reduce_any(neg, axis=1)
+    has_negative = tf.reduce_any(neg, axis=1)
 
-    fixed = tf.stop_gradient(sim)
-    anchors = tf.range(tf.shape(sim)[0])
+    def round_sums(p, in_round, sim):  # sim[i, j] = x_i . x_j
+        f = 4.0 * t * (sim + tf.gather(sim, p)) - 2.0 * (1.0 + t) * tf.gather(sim, p, batch_dims=1)[:, None]
+        f = tf.where(neg, f, -float("inf"))  # [a, n]: only the negatives of a
+        lse = tf.reduce_logsumexp(tf.where(has_negative[:, None], f, 0.0), axis=1)
+        valid = tf.cast(in_round & has_negative, tf.float32)
+        return tf.reduce_sum(tf.nn.softplus(lse) * valid), (tf.reduce_sum(valid),)
 
-    def per_round(p, in_round, state):
-        total, count, weights = state
-        s_ap = tf.gather(fixed, p, batch_dims=1)  # [B]
-        f = 4.0 * t * (fixed + tf.gather(fixed, p)) - 2.0 * (1.0 + t) * s_ap[:, None]  # [a, n]
-        f = tf.where(neg, f, -float("inf"))
-        f = tf.where(has_neg[:, None], f, 0.0)  # a row with no negative: finite, and not valid
-        lse = tf.reduce_logsumexp(f, axis=1)
-        valid = tf.cast(in_round & has_neg, tf.float32)
-        # dL/df = sigmoid(lse) softmax(f): a [B, B] weight on sim[a, n] and on sim[p[a], n] (times
-        # 4t), and minus their row sum on sim[a, p[a]] (times 2 (1 + t)).
-        w = tf.exp(f - lse[:, None]) * (tf.sigmoid(lse) * valid)[:, None]
-        weights = tf.tensor_scatter_nd_add(weights + 4.0 * t * w, p[:, None], 4.0 * t * w)
-        weights = tf.tensor_scatter_nd_add(
-            weights, tf.stack([anchors, p], 1), -2.0 * (1.0 + t) * tf.reduce_sum(w, axis=1)
-        )
-        return total + tf.reduce_sum(tf.nn.softplus(lse) * valid), count + tf.reduce_sum(valid), weights
+    sim = tf.matmul(x, x, transpose_b=True)
+    total, (count,) = _sum_over_rounds_saving_memory(y, sim, round_sums, num_counts=1)
+    return tf.math.divide_no_nan(total, count)
 
-    initial = (tf.constant(0.0), tf.constant(0.0), tf.zeros_like(fixed))
-    total, count, weights = miners.over_positive_rounds(y, per_round, initial)
-    return tf.math.divide_no_nan(_with_gradient(total, sim, weights), count)
+
+# ------------------------------------------------ similarity losses (softmax)
+# SupCon, NT-Xent and multi-similarity work on cosine similarities s_ij of
+# L2-normalised embeddings (an all-zero row stays zero: s = 0 with everything).
+# P(a) = {p != a : y_p = y_a}, N(a) = {n : y_n != y_a}.
+def _cosine_similarities(x):
+    unit = tf.math.l2_normalize(x, axis=1, epsilon=1e-12)
+    return tf.matmul(unit, unit, transpose_b=True)
+
+
+def _log_sum_exp(logits, mask):
+    """Per row, log sum_{k : mask[a, k]} exp(logits[a, k]), computed stably; 0 for a row with no k.
+
+    Masked entries become -inf *before* exp, and an empty row is replaced
+    before log, so no NaN reaches the value or the gradient.
+    """
+    top = tf.reduce_max(tf.where(mask, logits, -float("inf")), axis=1, keepdims=True)
+    top = tf.stop_gradient(tf.where(tf.math.is_finite(top), top, 0.0))
+    total = tf.reduce_sum(tf.exp(tf.where(mask, logits - top, -float("inf"))), axis=1)
+    return tf.math.log(tf.where(total > 0.0, total, 1.0)) + top[:, 0]
+
+
+def supcon_loss(labels, embeddings, temperature=0.1):
+    """Supervised contrastive loss (Khosla et al. 2020, L_out).
+
+    For each anchor a with a positive:
+
+        l_a = -(1/|P(a)|) sum_{p in P(a)} [ s_ap/t - log sum_{k != a} exp(s_ak/t) ]
+
+    the mean over those anchors; 0 when none has a positive. Every other
+    sample of the batch is in the softmax's denominator, the positives too.
+    """
+    temperature = check_positive("temperature", temperature)
+    y, x = _inputs(labels, embeddings)
+    logits = _cosine_similarities(x) / temperature
+    others = tf.logical_not(tf.eye(tf.shape(y)[0], dtype=tf.bool))
+    log_softmax = logits - _log_sum_exp(logits, others)[:, None]
+    pos = positive_mask(y)
+    num_positives = tf.reduce_sum(tf.cast(pos, tf.float32), axis=1)
+    per_anchor = -tf.reduce_sum(tf.where(pos, log_softmax, 0.0), axis=1) / tf.maximum(num_positives, 1.0)
+    return masked_mean(per_anchor, num_positives > 0)
+
+
+def nt_xent_loss(labels, embeddings, temperature=0.1):
+    """NT-Xent, the normalised temperature-scaled cross-entropy (SimCLR, Chen et al. 2020).
+
+    For each ordered positive pair (a, p), a softmax over p and the negatives of a:
+
+        l_ap = -log( exp(s_ap/t) / (exp(s_ap/t) + sum_{n in N(a)} exp(s_an/t)) )
+             = softplus( log sum_{n in N(a)} exp(s_an/t) - s_ap/t )
+
+    the mean over the ordered positive pairs; 0 when there is none. With
+    exactly two samples per label (two views of one image) this is SimCLR's.
+    """
+    temperature = check_positive("temperature", temperature)
+    y, x = _inputs(labels, embeddings)
+    logits = _cosine_similarities(x) / temperature
+    neg = negative_mask(y)
+    per_pair = tf.nn.softplus(_log_sum_exp(logits, neg)[:, None] - logits)
+    per_pair = tf.where(tf.reduce_any(neg, axis=1)[:, None], per_pair, 0.0)  # no negative: l_ap = 0
+    return masked_mean(per_pair, positive_mask(y))
+
+
+def multi_similarity_loss(labels, embeddings, alpha=2.0, beta=50.0, base=0.5, epsilon=0.1):
+    """Multi-similarity loss with its pair mining (Wang et al. 2019).
+
+    Mining, on the values (no gradient through the choice): keep the
+    negatives with s_an > min_{p in P(a)} s_ap - epsilon and the positives
+    with s_ap < max_{n in N(a)} s_an + epsilon. Then
+
+        l_a = (1/alpha) log(1 + sum_{kept p} exp(-alpha (s_ap - base)))
+            + (1/beta)  log(1 + sum_{kept n} exp( beta (s_an - base)))
+
+    for an anchor with P(a) and N(a) both non-empty (l_a = 0 otherwise: it
+    keeps nothing); the loss is the mean of l_a over all B anchors.
+    """
+    alpha, beta = check_positive("alpha", alpha), check_positive("beta", beta)
+    base, epsilon = check_number("base", base), check_non_negative("epsilon", epsilon)
+    y, x = _inputs(labels, embeddings)
+    s = _cosine_similarities(x)
+    fixed, pos, neg = tf.stop_gradient(s), positive_mask(y), negative_mask(y)
+    hardest_positive = tf.reduce_min(tf.where(pos, fixed, float("inf")), axis=1, keepdims=True)
+    hardest_negative = tf.reduce_max(tf.where(neg, fixed, -float("inf")), axis=1, keepdims=True)
+    kept_negatives = neg & (fixed > hardest_positive - epsilon)  # none when a has no positive
+    kept_positives = pos & (fixed < hardest_negative + epsilon)  # none when a has no negative
+    pull = _log_one_plus_sum_exp(-alpha * (s - base), kept_positives) / alpha
+    push = _log_one_plus_sum_exp(beta * (s - base), kept_negatives) / beta
+    return tf.reduce_mean(pull + push)
+
+
+def _log_one_plus_sum_exp(z, mask):
+    """Per row, log(1 + sum_{k : mask[a, k]} exp(z[a, k])), stable; 0 for a row with no k."""
+    return tf.where(tf.reduce_any(mask, axis=1), tf.nn.softplus(_log_sum_exp(z, mask)), 0.0)
+
+
+# ------------------------------------------------------- names and defaults
+FUNCTIONS = {
+    "contrastive": contrastive_loss, "triplet": triplet_loss, "npairs": npairs_loss,
+    "angular": angular_loss, "supcon": supcon_loss, "nt-xent": nt_xent_loss,
+    "multi-similarity": multi_similarity_loss,
+}
+
+
+def defaults(loss):
+    """The options of a loss (its name or function) with their defaults, read off its signature.
+
+    >>> defaults("triplet")
+    {'margin': 0.2, 'mining': 'semi-hard', 'metric': 'euclidean', 'soft': False}
+    """
+    return defaults_of(FUNCTIONS[check_choice("loss", loss, tuple(FUNCTIONS))] if isinstance(loss, str) else loss)
 
 
 # -------------------------------------------------------- Keras loss classes
 class _RankingLoss(keras.losses.Loss):
-    """Base: ``y_true`` = class ids, ``y_pred`` = embeddings; computed in float32."""
+    """Base: ``y_true`` = class ids, ``y_pred`` = embeddings; computed in float32.
+
+    The keyword options are those of ``_function``, with its defaults.
+    """
 
     _function = None
 
     def __init__(self, name=None, reduction="sum_over_batch_size", **options):
-        super().__init__(name=name or self.__class__.__name__, reduction=reduction, dtype="float32")
+        super().__init__(name=name or type(self).__name__, reduction=reduction, dtype="float32")
+        self.options = {**defaults(type(self)._function), **options}
         # Validate now, so a bad option fails at compile() time, not inside fit().
-        probe_labels = tf.constant([0, 0, 1, 1])
-        type(self)._function(probe_labels, tf.zeros([4, 2]), **options)
-        self.options = options
+        type(self)._function(tf.constant([0, 0, 1, 1]), tf.zeros([4, 2]), **self.options)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         # keras.losses.Loss.__call__ would cast y_true to float32, and class ids
@@ -319,22 +420,16 @@ class _RankingLoss(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="course_lib")
 class ContrastiveLoss(_RankingLoss):
-    """Keras wrapper of :func:`contrastive_loss`."""
+    """Keras wrapper of :func:`contrastive_loss`: ``ContrastiveLoss(margin=1.0)``."""
 
     _function = staticmethod(contrastive_loss)
-
-    def __init__(self, margin=1.0, metric="euclidean", **kwargs):
-        super().__init__(margin=margin, metric=metric, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="course_lib")
 class TripletLoss(_RankingLoss):
-    """Keras wrapper of :func:`triplet_loss`: ``TripletLoss(mining="semi-hard")``."""
+    """Keras wrapper of :func:`triplet_loss`: ``TripletLoss(mining="semi-hard", margin=0.2)``."""
 
     _function = staticmethod(triplet_loss)
-
-    def __init__(self, margin=1.0, mining="semi-hard", metric="euclidean", soft=False, **kwargs):
-        super().__init__(margin=margin, mining=mining, metric=metric, soft=soft, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="course_lib")
@@ -343,15 +438,30 @@ class NPairsLoss(_RankingLoss):
 
     _function = staticmethod(npairs_loss)
 
-    def __init__(self, l2_reg=0.002, **kwargs):
-        super().__init__(l2_reg=l2_reg, **kwargs)
-
 
 @keras.saving.register_keras_serializable(package="course_lib")
 class AngularLoss(_RankingLoss):
-    """Keras wrapper of :func:`angular_loss`."""
+    """Keras wrapper of :func:`angular_loss`: ``AngularLoss(alpha_degrees=45.0)``."""
 
     _function = staticmethod(angular_loss)
 
-    def __init__(self, alpha_degrees=45.0, **kwargs):
-        super().__init__(alpha_degrees=alpha_degrees, **kwargs)
+
+@keras.saving.register_keras_serializable(package="course_lib")
+class SupConLoss(_RankingLoss):
+    """Keras wrapper of :func:`supcon_loss`: ``SupConLoss(temperature=0.1)``."""
+
+    _function = staticmethod(supcon_loss)
+
+
+@keras.saving.register_keras_serializable(package="course_lib")
+class NTXentLoss(_RankingLoss):
+    """Keras wrapper of :func:`nt_xent_loss`: ``NTXentLoss(temperature=0.1)``."""
+
+    _function = staticmethod(nt_xent_loss)
+
+
+@keras.saving.register_keras_serializable(package="course_lib")
+class MultiSimilarityLoss(_RankingLoss):
+    """Keras wrapper of :func:`multi_similarity_loss`."""
+
+    _function = staticmethod(multi_similarity_loss)

@@ -3,10 +3,12 @@
 ``python -m course_lib --help`` reads them without starting TensorFlow; the
 library checks its arguments against the same tuples. The *defaults* are not
 here: each belongs to the function that uses it (``triplet_loss(margin=0.2)``)
-and :func:`course_lib.losses.defaults` reads them from there.
+and :func:`defaults_of` reads them from its signature.
 """
 
 from __future__ import annotations
+
+import inspect
 
 METRICS = ("euclidean", "squared_euclidean", "cosine")
 STRATEGIES = ("all", "hard", "semi-hard")  # triplet mining
@@ -23,3 +25,9 @@ def check_choice(name, value, choices):
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {name}={value!r}.")
     return value
+
+
+def defaults_of(function):
+    """The keyword arguments of ``function`` that have a default, with that default."""
+    parameters = inspect.signature(function).parameters.values()
+    return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}

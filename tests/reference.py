@@ -1,11 +1,11 @@
 """Slow, loop-by-loop NumPy (float64) references for the ranking losses.
 
 Every function here is written directly from the definitions in
-COURSE_GUIDE.md section 1, with explicit Python loops over anchors,
+docs/definitions.md, with explicit Python loops over anchors,
 positives and negatives and no vectorised tricks, so that a reader can check
 each line against the papers.  Nothing here imports ``course_lib``.
 
-Notation (COURSE_GUIDE 1): batch of B embeddings x_i with labels y_i;
+Notation (docs/definitions.md): batch of B embeddings x_i with labels y_i;
 D(i, j) the chosen distance; P(i, j): y_i == y_j and i != j (positive pair);
 N(i, j): y_i != y_j (negative pair); m > 0 the margin.
 
@@ -216,10 +216,10 @@ def contrastive_loss(labels, embeddings, margin=1.0, metric="euclidean"):
     return total / count
 
 
-def triplet_loss(labels, embeddings, margin=1.0, mining="semi-hard",
+def triplet_loss(labels, embeddings, margin=0.2, mining="semi-hard",
                  metric="euclidean", soft=False):
     """[D(a,p) - D(a,n) + m]+ (or softplus(D(a,p) - D(a,n)) when soft) over
-    the mined triplets.  Reduction (COURSE_GUIDE 1):
+    the mined triplets.  Reduction (docs/definitions.md):
       all:       mean over triplets with loss > 0 ("BA != 0"); 0 when none;
       hard:      mean over anchors with >= 1 positive and >= 1 negative;
       semi-hard: mean over positive pairs whose anchor has >= 1 negative.

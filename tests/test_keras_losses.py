@@ -26,7 +26,7 @@ IDS = [f"{c.__name__}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for c, kw, 
 
 DEFAULTS = {
     L.ContrastiveLoss: {"margin": 1.0, "metric": "euclidean"},
-    L.TripletLoss: {"margin": 1.0, "mining": "semi-hard", "metric": "euclidean", "soft": False},
+    L.TripletLoss: {"margin": 0.2, "mining": "semi-hard", "metric": "euclidean", "soft": False},
     L.NPairsLoss: {"l2_reg": 0.002},
     L.AngularLoss: {"alpha_degrees": 45.0},
 }

@@ -305,7 +305,7 @@ DEGENERATE = {
     "one_sample": np.array([5]),
     "one_pair_plus_singletons": np.array([1, 2, 1, 3]),
 }
-# Expected exact zeros (COURSE_GUIDE 1, "degenerate batch")
+# Expected exact zeros (docs/definitions.md, "degenerate batch")
 ZERO_WHEN = {
     "triplet": {"no_positive_pair", "single_class", "one_sample"},
     "angular": {"no_positive_pair", "single_class", "one_sample"},
@@ -340,7 +340,7 @@ def test_degenerate_batch_finite_and_matches_definition(name, labels):
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("vector", ["exact", "random"])
 def test_identical_embeddings_finite(name, vector):
-    # every embedding the same: the collapse of COURSE_GUIDE section 2
+    # every embedding the same: the collapse (docs/definitions.md)
     labels, _ = make_pk_batch(3, 3, 4, seed=35)
     if vector == "exact":
         row = np.array([0.5, -1.0, 2.0, 0.25], np.float32)  # exact squares and sums
@@ -357,7 +357,7 @@ def test_identical_embeddings_finite(name, vector):
 @pytest.mark.parametrize("mining", ref.STRATEGIES)
 @pytest.mark.parametrize("margin", [0.2, 1.0])
 def test_collapse_sits_at_the_margin(mining, margin):
-    # COURSE_GUIDE 2: every embedding the same -> loss = m (ln 2 when soft)
+    # collapse (docs/definitions.md): every embedding the same -> loss = m (ln 2 when soft)
     labels, _ = make_pk_batch(4, 2, 3, seed=36)
     x = np.ones((len(labels), 3), np.float32)
     np.testing.assert_allclose(value(L.triplet_loss(labels, x, margin=margin, mining=mining)), margin, rtol=1e-5)
