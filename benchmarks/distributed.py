@@ -5,7 +5,7 @@
     python benchmarks/distributed.py --logical-gpus 2     # split one GPU in two (a check, not a speed-up)
     python benchmarks/distributed.py --cpus 4             # no GPU: 4 logical CPUs sharing the cores
 
-For each mode it runs ``course_lib.distributed.make_train_step`` on P x K
+For each mode it runs ``course_lib.distributed.make_train_step`` (the step ``train`` runs) on P x K
 batches of random 28 x 28 images in ``--classes`` classes (MNIST has only 10
 classes, too few for large P; the speed does not depend on the pixels) and
 prints milliseconds per step and images per second:
@@ -40,12 +40,13 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from course_lib.options import LOSSES, STRATEGIES  # noqa: E402  (no TensorFlow yet)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--loss", default="triplet", choices=["contrastive", "triplet", "npairs", "angular"])
-    parser.add_argument("--mining", default="semi-hard", choices=["all", "hard", "semi-hard"],
+    parser.add_argument("--loss", default="triplet", choices=[n for n in LOSSES if n != "cross_entropy"])
+    parser.add_argument("--mining", default="semi-hard", choices=STRATEGIES,
                         help="triplet loss only")
     parser.add_argument("--classes-per-batch", type=int, default=32, help="P of the global batch")
     parser.add_argument("--samples-per-class", type=int, default=4, help="K")
@@ -99,21 +100,21 @@ def time_mode(strategy, args, images, labels, cross_replica):
     from course_lib import distributed, models, training
 
     options = {"mining": args.mining} if args.loss == "triplet" else {}
-    loss_fn = training.make_loss(args.loss, **options)
+    objective = training.make_objective(args.loss, **options)  # what training.train's step computes
     with strategy.scope():
         model = models.embedding_network(args.embedding_dim, width=args.width, seed=0)
         optimizer = keras.optimizers.Adam(1e-3)
-    step = distributed.make_train_step(strategy, model, loss_fn, optimizer, cross_replica)
+    step = distributed.make_train_step(strategy, model, objective, optimizer, cross_replica)
     batches = iter(distributed.distribute_pk_batches(
         strategy, images, labels, args.classes_per_batch, args.samples_per_class,
         seed=0, num_batches=args.warmup + args.steps,
     ))
     for _ in range(args.warmup):
-        loss = step(*next(batches))
+        loss = step(*next(batches))[0]
     float(loss)  # wait for the device
     start = time.perf_counter()
     for _ in range(args.steps):
-        loss = step(*next(batches))
+        loss = step(*next(batches))[0]
     final = float(loss)  # waits for the last step
     return (time.perf_counter() - start) / args.steps, final
 

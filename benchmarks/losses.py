@@ -29,6 +29,9 @@ CASES = {
     "triplet semi-hard soft": ("triplet_loss", {"mining": "semi-hard", "soft": True}),
     "npairs": ("npairs_loss", {}),
     "angular": ("angular_loss", {}),
+    "supcon": ("supcon_loss", {}),
+    "nt-xent": ("nt_xent_loss", {}),
+    "multi-similarity": ("multi_similarity_loss", {}),
 }
 
 

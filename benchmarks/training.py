@@ -32,7 +32,7 @@ def child(dataset, loss, epochs):
     if loss == "cross_entropy":
         model, options = models.classifier_network(seed=0), {}
     else:
-        model, options = models.embedding_network(64, seed=0), {"mining": "semi-hard", "margin": 0.2}
+        model, options = models.embedding_network(seed=0), {}  # the defaults: semi-hard, margin 0.2, 64-d
     history = training.train(model, train_x, train_y, loss=loss, loss_options=options,
                              eval_images=test_x, eval_labels=test_y, epochs=epochs, progress=False)
     print(json.dumps({

@@ -25,36 +25,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-# These lists repeat course_lib's own (tests/test_cli.py checks that they agree).
-# They are written out here so that `--help` answers at once: TensorFlow is
-# imported only when a command runs.
-DATASETS = ("mnist", "fashion_mnist")
+# Names and choices come from course_lib.options, which imports no TensorFlow:
+# `--help` answers at once. TensorFlow is imported only when a command runs.
+from course_lib.options import DATASETS, LOSSES, METRICS, PROJECTIONS, SOURCES
+from course_lib.options import STRATEGIES as MINING
+
 NUM_CLASSES = 10
-LOSSES = ("contrastive", "triplet", "npairs", "angular", "cross_entropy")
-MINING = ("all", "hard", "semi-hard")
-METRICS = ("euclidean", "squared_euclidean", "cosine")
-PROJECTIONS = ("pca", "umap")
+RANKING_LOSSES = tuple(name for name in LOSSES if name != "cross_entropy")
 
-# Which losses take each loss option; the other losses refuse it.
-OPTION_LOSSES = {
-    "--mining": ("triplet",),
-    "--soft": ("triplet",),
-    "--margin": ("triplet", "contrastive"),
-    "--metric": ("triplet", "contrastive"),
-    "--alpha": ("angular",),
-    "--l2-reg": ("npairs",),
-    "--embedding-dim": ("contrastive", "triplet", "npairs", "angular"),
-    "--l2-normalize": ("contrastive", "triplet", "npairs", "angular"),
+# Each loss option: the keyword of the loss function it sets, and the losses
+# that take it (the others refuse it). Its default is the loss's own.
+LOSS_OPTIONS = {
+    "--mining": ("mining", ("triplet",)),
+    "--soft": ("soft", ("triplet",)),
+    "--margin": ("margin", ("triplet", "contrastive")),
+    "--metric": ("metric", ("triplet", "contrastive")),
+    "--alpha": ("alpha_degrees", ("angular",)),
+    "--l2-reg": ("l2_reg", ("npairs",)),
+    "--temperature": ("temperature", ("supcon", "nt-xent")),
 }
+MODEL_OPTIONS = ("--embedding-dim", "--l2-normalize")  # every loss but cross_entropy
 
-DEFAULT_MARGIN = {"triplet": 0.2, "contrastive": 1.0}
 # Enough for the README targets on 2 CPU cores: MNIST P@1 >= 0.97, Fashion-MNIST >= 0.85.
 DEFAULT_EPOCHS = {"mnist": 5, "fashion_mnist": 10}
 MONITOR_SIZE = 2000  # test images scored after every epoch while training
@@ -79,7 +76,6 @@ def main(argv=None):
     Returns the exit status: 0 when the command worked, 1 when it failed
     (say, a missing dataset), 2 for bad options (argparse's convention).
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # fewer TensorFlow log lines
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -104,6 +100,7 @@ def build_parser():
             "examples:\n"
             "  python -m course_lib train --loss triplet --mining semi-hard --epochs 5\n"
             "  python -m course_lib train --dataset mnist --loss contrastive --margin 1.0\n"
+            "  python -m course_lib train --dataset mnist --loss supcon --temperature 0.1\n"
             "  python -m course_lib evaluate runs/fashion_mnist-triplet-20250101-120000\n"
             "\n"
             "'python -m course_lib train --help' lists every training option."
@@ -133,33 +130,42 @@ def add_train_command(commands):
     group = parser.add_argument_group("data")
     group.add_argument("--dataset", choices=DATASETS, default="fashion_mnist",
                        help="dataset (default: fashion_mnist)")
-    group.add_argument("--source", choices=("auto", "bundled", "full"), default="auto",
+    group.add_argument("--source", choices=SOURCES, default="auto",
                        help="bundled: the small subsets in data/; full: the complete dataset; "
                             "auto: full when it is on this machine, else bundled (default: auto)")
 
-    group = parser.add_argument_group("loss")
+    add_loss_options(parser)
+    add_training_options(parser)
+
+
+def add_loss_options(parser):
+    group = parser.add_argument_group("loss (an option left out takes the loss's own default, "
+                                      "printed when the run starts and saved in metrics.json)")
     group.add_argument("--loss", choices=LOSSES, default="triplet",
                        help="training loss; cross_entropy is the softmax classifier baseline, "
                             "whose embedding is its 128-d backbone output (default: triplet)")
     group.add_argument("--mining", choices=MINING,
-                       help="triplet loss only: which triplets of a batch count "
-                            "(default: semi-hard)")
+                       help="triplet loss only: which triplets of a batch count")
     group.add_argument("--soft", action="store_true", default=None,
                        help="triplet loss only: soft margin softplus(D(a,p) - D(a,n)) "
                             "instead of [D(a,p) - D(a,n) + m]+ (no --margin then)")
     group.add_argument("--margin", type=float, metavar="M",
-                       help="margin m > 0 of the triplet and contrastive losses "
-                            "(default: 0.2 for triplet, 1.0 for contrastive)")
+                       help="margin m > 0 of the triplet and contrastive losses")
     group.add_argument("--metric", choices=METRICS,
                        help="distance of the triplet and contrastive losses, also used to "
-                            "score retrieval (default: euclidean)")
+                            "score retrieval")
     group.add_argument("--alpha", type=float, metavar="DEGREES",
-                       help="angular loss only: angle alpha in degrees, 0 < alpha < 90 "
-                            "(default: 45)")
+                       help="angular loss only: angle alpha in degrees, 0 < alpha < 90")
     group.add_argument("--l2-reg", type=float, metavar="WEIGHT",
                        help="npairs loss only: weight >= 0 of the penalty on the embeddings' "
-                            "squared norms (default: 0.002)")
+                            "squared norms")
+    group.add_argument("--temperature", type=float, metavar="T",
+                       help="supcon and nt-xent only: temperature t > 0 of the softmax over "
+                            "similarities s/t")
 
+
+
+def add_training_options(parser):
     group = parser.add_argument_group("model")
     group.add_argument("--embedding-dim", type=int, metavar="D",
                        help="size D of the embedding, at least 2 (default: 64)")
@@ -203,6 +209,8 @@ def check_train_args(args):
         return "--alpha must be between 0 and 90 degrees"
     if args.l2_reg is not None and not args.l2_reg >= 0:
         return "--l2-reg must be >= 0"
+    if args.temperature is not None and not args.temperature > 0:
+        return "--temperature must be > 0"
     if args.embedding_dim is not None and args.embedding_dim < 2:
         return "--embedding-dim must be >= 2"
     if args.epochs is not None and args.epochs < 1:
@@ -219,57 +227,63 @@ def check_train_args(args):
         return "--plot-points must be >= 10"
     if args.eval_limit is not None and args.eval_limit < 20:
         return "--eval-limit must be >= 20"
-    given = {
-        "--mining": args.mining, "--soft": args.soft, "--margin": args.margin,
-        "--metric": args.metric, "--alpha": args.alpha, "--l2-reg": args.l2_reg,
-        "--embedding-dim": args.embedding_dim, "--l2-normalize": args.l2_normalize,
-    }
-    for option, value in given.items():
-        if value is not None and args.loss not in OPTION_LOSSES[option]:
-            losses = " or ".join(OPTION_LOSSES[option])
-            return f"{option} applies to --loss {losses}, not to --loss {args.loss}"
+    applies = {option: losses for option, (_, losses) in LOSS_OPTIONS.items()}
+    applies.update(dict.fromkeys(MODEL_OPTIONS, RANKING_LOSSES))
+    for option, losses in applies.items():
+        if _given(args, option) is not None and args.loss not in losses:
+            return f"{option} applies to --loss {' or '.join(losses)}, not to --loss {args.loss}"
     if args.soft and args.margin is not None:
         return "--margin has no effect with --soft (the soft margin has none): give one of them"
     return None
 
 
+def _given(args, option):
+    return getattr(args, option[2:].replace("-", "_"))
+
+
 def loss_options(args):
-    """The keyword arguments of the loss function, with the defaults filled in."""
+    """The keyword arguments of the loss function: the options given, the loss's defaults for the others.
+
+    Only the options the command line has a flag for; the triplet loss's
+    margin is left out with --soft (which ignores it), and so is soft=False.
+    """
+    if args.loss == "cross_entropy":
+        return {}
+    from course_lib.losses import defaults
+
+    options = defaults(args.loss)
+    for option, (keyword, losses) in LOSS_OPTIONS.items():
+        if args.loss in losses and _given(args, option) is not None:
+            options[keyword] = _given(args, option)
     if args.loss == "triplet":
-        if args.soft:
-            options = {"soft": True}
-        else:
-            options = {"margin": args.margin or DEFAULT_MARGIN["triplet"]}
-        options["mining"] = args.mining or "semi-hard"
-        options["metric"] = args.metric or "euclidean"
-        return options
-    if args.loss == "contrastive":
-        return {"margin": args.margin or DEFAULT_MARGIN["contrastive"],
-                "metric": args.metric or "euclidean"}
-    if args.loss == "npairs":
-        return {"l2_reg": 0.002 if args.l2_reg is None else args.l2_reg}
-    if args.loss == "angular":
-        return {"alpha_degrees": args.alpha or 45.0}
-    return {}  # cross_entropy
+        options.pop("margin" if options["soft"] else "soft")
+    flags = {keyword for keyword, _ in LOSS_OPTIONS.values()}
+    return {keyword: value for keyword, value in options.items() if keyword in flags}
 
 
 def train_settings(args):
     """Every setting of a run, defaults filled in: saved in metrics.json."""
+    from course_lib.models import embedding_network
+    from course_lib.options import defaults_of
+    from course_lib.retrieval import evaluate
+
     ranking = args.loss != "cross_entropy"
+    model_defaults = defaults_of(embedding_network)
     return {
         "dataset": args.dataset,
         "source": args.source,
         "loss": args.loss,
         "loss_options": loss_options(args),
-        "embedding_dim": (args.embedding_dim or 64) if ranking else 128,  # 128: the backbone
-        "l2_normalize": (args.l2_normalize is not False) if ranking else False,
+        "embedding_dim": (args.embedding_dim or model_defaults["embedding_dim"]) if ranking else 128,  # backbone
+        "l2_normalize": ((model_defaults["l2_normalize"] if args.l2_normalize is None else args.l2_normalize)
+                         if ranking else False),
         "epochs": args.epochs or DEFAULT_EPOCHS[args.dataset],
         "classes_per_batch": args.classes_per_batch,
         "samples_per_class": args.samples_per_class,
         "steps_per_epoch": args.steps_per_epoch,
         "learning_rate": args.learning_rate,
         "seed": args.seed,
-        "metric": args.metric or "euclidean",  # the distance that scores retrieval
+        "metric": args.metric or defaults_of(evaluate)["metric"],  # the distance that scores retrieval
         "eval_limit": args.eval_limit,
         "projection": args.projection,
         "plot_points": args.plot_points,
@@ -281,8 +295,6 @@ def train_settings(args):
 # ---------------------------------------------------------------------------
 def run_train(args):
     """Train, evaluate on the test split, and write the run's files."""
-    import keras
-
     from course_lib import data, models, retrieval, training
 
     settings = train_settings(args)
@@ -291,56 +303,27 @@ def run_train(args):
         args.dataset, "train", args.source, return_info=True)
     test_images, test_labels, test_info = data.load_dataset(
         args.dataset, "test", args.source, return_info=True)
-    keep = pick_subset(len(test_labels), args.eval_limit, args.seed)
+    keep = data.pick_subset(len(test_labels), args.eval_limit, args.seed)
     test_images, test_labels = test_images[keep], test_labels[keep]
-    monitor = pick_subset(len(test_labels), MONITOR_SIZE, args.seed)
 
     print(describe_run(settings, len(train_labels)))
-    if settings["loss"] == "cross_entropy":
-        model = models.classifier_network(num_classes=NUM_CLASSES, seed=args.seed)
-    else:
-        model = models.embedding_network(
-            settings["embedding_dim"], settings["l2_normalize"], seed=args.seed)
     start = time.perf_counter()
-    history = training.train(
-        model, train_images, train_labels,
-        loss=args.loss, loss_options=settings["loss_options"],
-        eval_images=test_images[monitor], eval_labels=test_labels[monitor],
-        epochs=settings["epochs"], classes_per_batch=args.classes_per_batch,
-        samples_per_class=args.samples_per_class, steps_per_epoch=args.steps_per_epoch,
-        learning_rate=args.learning_rate, seed=args.seed, eval_size=MONITOR_SIZE,
-    )
+    model, history = train_model(settings, train_images, train_labels, test_images, test_labels)
     seconds = time.perf_counter() - start
-    print(history_table(history, len(monitor)))
-    if history.collapse:
-        print(f"warning: {history.collapse}")
-
-    embeddings = training.embed(embedding_model(model, args.loss), test_images)
+    embeddings = training.embed(models.embedding_model(model), test_images)
     metrics = json_metrics(retrieval.evaluate(embeddings, test_labels, metric=settings["metric"]))
     print(f"\nTrained in {seconds:.1f} s. Retrieval on {len(test_labels):,} test images, "
           f"{settings['metric']} distance:")
     print(metrics_table(metrics))
 
-    out.mkdir(parents=True, exist_ok=True)
-    model.save(out / "model.keras")
-    keras.models.load_model(out / "model.keras")  # fail now, not at `evaluate` time
-    np.save(out / "embeddings.npy", embeddings)
-    np.save(out / "labels.npy", test_labels)
-    record = {
-        **metrics,
-        "seconds": round(seconds, 3),
-        "settings": settings,
-        "data": {
-            "train": data.describe(train_info),
-            "test": data.describe(test_info),
-            "test_source": test_info.source,  # what `evaluate` reloads
-            "num_train": int(len(train_labels)),
-            "num_test": int(len(test_labels)),
-        },
-        "history": history_records(history),
-        "collapse": history.collapse,
+    sources = {
+        "train": data.describe(train_info), "test": data.describe(test_info),
+        "test_source": test_info.source,  # what `evaluate` reloads
+        "num_train": int(len(train_labels)), "num_test": int(len(test_labels)),
     }
-    (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    record = {**metrics, "seconds": round(seconds, 3), "settings": settings, "data": sources,
+              "history": history.to_dict()["records"], "collapse": history.collapse}
+    save_run(out, model, embeddings, test_labels, record)
     write_plots(out, embeddings, test_labels, test_images, settings, metrics,
                 data.class_names(args.dataset))
     print(f"\nFiles in {out}/:")
@@ -350,21 +333,44 @@ def run_train(args):
     return 0
 
 
+def train_model(settings, train_images, train_labels, test_images, test_labels):
+    """A fresh model trained with ``settings``, and its History (printed as a table)."""
+    from course_lib import models, training
+    from course_lib.data import pick_subset
+
+    seed = settings["seed"]
+    if settings["loss"] == "cross_entropy":
+        model = models.classifier_network(num_classes=NUM_CLASSES, seed=seed)
+    else:
+        model = models.embedding_network(settings["embedding_dim"], settings["l2_normalize"], seed=seed)
+    monitor = pick_subset(len(test_labels), MONITOR_SIZE, seed)
+    history = training.train(
+        model, train_images, train_labels, loss=settings["loss"], loss_options=settings["loss_options"],
+        eval_images=test_images[monitor], eval_labels=test_labels[monitor], eval_size=MONITOR_SIZE,
+        **{key: settings[key] for key in ("epochs", "classes_per_batch", "samples_per_class",
+                                          "steps_per_epoch", "learning_rate", "seed")},
+    )
+    print(history_table(history, len(monitor)))
+    if history.collapse:
+        print(f"warning: {history.collapse}")
+    return model, history
+
+
+def save_run(out, model, embeddings, labels, record):
+    """model.keras (checked to load back), embeddings.npy, labels.npy and metrics.json in ``out``."""
+    import keras
+
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / "model.keras")
+    keras.models.load_model(out / "model.keras")  # fail now, not at `evaluate` time
+    np.save(out / "embeddings.npy", embeddings)
+    np.save(out / "labels.npy", labels)
+    (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
 def default_out_dir(dataset, loss):
     """``runs/<dataset>-<loss>-<date>-<time>``, e.g. runs/mnist-triplet-20250101-120000."""
     return Path("runs") / f"{dataset}-{loss}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def pick_subset(n, limit, seed):
-    """Sorted indices of ``limit`` of n items picked at random by ``seed`` (all when None)."""
-    if limit is None or limit >= n:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
-
-
-def embedding_model(model, loss):
-    """The part of ``model`` that outputs embeddings: the backbone of the classifier."""
-    return model.get_layer("backbone") if loss == "cross_entropy" else model
 
 
 def describe_run(settings, num_train):
@@ -381,6 +387,7 @@ def describe_run(settings, num_train):
 def write_plots(out, embeddings, labels, images, settings, metrics, class_names):
     """embedding.html (a subset of the points) and the Embedding Projector's TSV files."""
     from course_lib import projection
+    from course_lib.data import pick_subset
 
     shown = pick_subset(len(labels), settings["plot_points"], settings["seed"])
     method = settings["projection"].upper()
@@ -461,12 +468,12 @@ def embed_test_split(run_dir, settings, source):
     """Embeddings and labels of the run's test images, from its saved model."""
     import keras
 
-    from course_lib import data, training
+    from course_lib import data, models, training
 
     images, labels = data.load_dataset(settings["dataset"], "test", source)
-    keep = pick_subset(len(labels), settings["eval_limit"], settings["seed"])
+    keep = data.pick_subset(len(labels), settings["eval_limit"], settings["seed"])
     model = keras.models.load_model(run_dir / "model.keras")
-    embeddings = training.embed(embedding_model(model, settings["loss"]), images[keep])
+    embeddings = training.embed(models.embedding_model(model), images[keep])
     return embeddings, labels[keep]
 
 
@@ -498,23 +505,6 @@ def metrics_table(metrics, saved=None):
         lines.append(f"  {name:<12} {value:>8.4f} {before:>8.4f}")
     lines.append(f"  {'queries':<12} {metrics['num_queries']:>8,} {saved['num_queries']:>8,}")
     return "\n".join(lines)
-
-
-def history_records(history):
-    """The per-epoch records of a training History as plain JSON values."""
-    return [
-        {
-            "epoch": record.epoch,
-            "loss": float(record.loss),
-            "active_fraction": float(record.active_fraction),
-            "mean_positive_distance": float(record.mean_positive_distance),
-            "mean_negative_distance": float(record.mean_negative_distance),
-            "spread": float(record.spread),
-            "precision_at_1": record.metrics.get("precision_at_1"),
-            "seconds": round(record.seconds, 3),
-        }
-        for record in history.records
-    ]
 
 
 def history_table(history, num_monitored):

@@ -32,23 +32,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-DATASETS = ("mnist", "fashion_mnist")
-SPLITS = ("train", "test")
+from course_lib.options import DATASETS, SOURCES, SPLITS, check_choice
 
 CLASS_NAMES = {
-    "mnist": ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9"),
-    "fashion_mnist": (
-        "T-shirt/top",
-        "Trouser",
-        "Pullover",
-        "Dress",
-        "Coat",
-        "Sandal",
-        "Shirt",
-        "Sneaker",
-        "Bag",
-        "Ankle boot",
-    ),
+    "mnist": tuple("0123456789"),
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                      "Bag", "Ankle boot"),
 }
 
 # Number of images in the complete datasets, for messages.
@@ -109,15 +98,7 @@ class DatasetInfo:
 # ---------------------------------------------------------------------------
 
 
-def load_dataset(
-    name,
-    split="train",
-    source="auto",
-    *,
-    bundled_dir=None,
-    return_info=False,
-    verbose=True,
-):
+def load_dataset(name, split="train", source="auto", *, bundled_dir=None, return_info=False, verbose=True):
     """Load MNIST or Fashion-MNIST as ``(images uint8 [N, 28, 28], labels int64 [N])``.
 
     Args:
@@ -134,8 +115,8 @@ def load_dataset(
         ``(images, labels)``, or ``(images, labels, info)`` with ``return_info=True``.
     """
     name = _check_name(name)
-    _check_choice("split", split, SPLITS)
-    _check_choice("source", source, ("auto", "bundled", "full"))
+    check_choice("split", split, SPLITS)
+    check_choice("source", source, SOURCES)
 
     if source == "bundled":
         images, labels, location = load_bundled(name, split, bundled_dir)
@@ -151,14 +132,7 @@ def load_dataset(
             source = "bundled"
             images, labels, location = load_bundled(name, split, bundled_dir)
 
-    info = DatasetInfo(
-        name=name,
-        split=split,
-        source=source,
-        location=location,
-        class_names=CLASS_NAMES[name],
-        num_examples=len(labels),
-    )
+    info = DatasetInfo(name, split, source, location, CLASS_NAMES[name], len(labels))
     if verbose:
         print(describe(info))
     if return_info:
@@ -378,14 +352,17 @@ def _checked(images, labels, what):
 
 
 def _check_name(name):
-    name = str(name).replace("-", "_")
-    _check_choice("name", name, DATASETS)
-    return name
+    return check_choice("name", str(name).replace("-", "_"), DATASETS)
 
 
-def _check_choice(argument, value, choices):
-    if value not in choices:
-        raise ValueError(f"{argument} must be one of {choices}, got {value!r}")
+def pick_subset(n, size, seed):
+    """Sorted indices of ``size`` of n items drawn without replacement (all n when ``size`` is None or >= n).
+
+    ``seed``: an int, or a ``numpy.random.Generator`` to draw from.
+    """
+    if size is None or size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
 
 
 # ---------------------------------------------------------------------------
@@ -536,10 +513,8 @@ def replica_slices(plan, num_replicas, replicas):
     return slices[:, list(replicas)].reshape(-1, batch_size // num_replicas)
 
 
-def pk_batches(
-    images, labels, classes_per_batch, samples_per_class, seed=0, num_batches=None,
-    num_replicas=1, replicas=None,
-):
+def pk_batches(images, labels, classes_per_batch, samples_per_class, seed=0, num_batches=None,
+               num_replicas=1, replicas=None):
     """A ``tf.data.Dataset`` of P x K batches for triplet-style losses.
 
     Yields ``(images float32 [P*K, 28, 28, 1] in [0, 1], labels int64 [P*K])``;

@@ -89,7 +89,7 @@ from course_lib.data import pk_batches
 from course_lib.mining import mine_triplets
 
 __all__ = [
-    "use_logical_cpus", "mirrored_strategy", "gather_batch", "replica_loss",
+    "use_logical_cpus", "mirrored_strategy", "gather_batch",
     "replica_gradients", "split_batch", "loss_and_gradients", "make_train_step",
     "pk_dataset_fn", "distribute_pk_batches", "replica_of", "negatives_seen",
     "per_replica_mining_report",
@@ -146,27 +146,24 @@ def gather_batch(labels, embeddings):
     return context.all_gather(labels, axis=0), context.all_gather(embeddings, axis=0)
 
 
-def replica_loss(loss_fn, labels, outputs, cross_replica=False):
-    """``(value, scaled)``: the loss to report and the one this replica differentiates.
+def replica_gradients(model, objective, images, labels, cross_replica=False):
+    """``(value, statistics, grads)`` of one replica: its loss, the objective's statistics, its gradient.
 
-    ``cross_replica=False``: ``value`` is the loss of this replica's slice.
-    ``cross_replica=True``: ``value`` is the loss of the global batch, the
-    same on every replica. ``scaled = value / R`` in both cases; the module
+    ``objective(labels, outputs)`` returns the loss, or ``(loss, statistics)``
+    with a tuple of scalars (:func:`course_lib.training.make_objective`).
+    ``cross_replica=False``: the loss of this replica's slice.
+    ``cross_replica=True``: the loss of the global batch, the same on every
+    replica. Either way the replica differentiates value / R; the module
     docstring explains why that makes the summed gradients right.
     """
-    if cross_replica:
-        labels, outputs = gather_batch(labels, outputs)
-    value = loss_fn(labels, outputs)
-    num_replicas = tf.distribute.get_replica_context().num_replicas_in_sync
-    return value, value / num_replicas
-
-
-def replica_gradients(model, loss_fn, images, labels, cross_replica=False):
-    """``(value, grads)`` of one replica: its loss and its share of the gradient."""
     with tf.GradientTape() as tape:
         outputs = model(images, training=True)
-        value, scaled = replica_loss(loss_fn, labels, outputs, cross_replica)
-    return value, tape.gradient(scaled, model.trainable_variables)
+        if cross_replica:
+            labels, outputs = gather_batch(labels, outputs)
+        result = objective(labels, outputs)
+        value, statistics = result if isinstance(result, tuple) else (result, ())
+        scaled = value / tf.distribute.get_replica_context().num_replicas_in_sync
+    return value, statistics, tape.gradient(scaled, model.trainable_variables)
 
 
 # ------------------------------------------------------------- whole steps
@@ -191,37 +188,38 @@ def loss_and_gradients(strategy, model, loss_fn, images, labels, cross_replica=F
     ``images`` and ``labels`` are one global batch. The gradients are the
     replicas' gradients summed, as Keras' optimizer sums them in
     ``apply_gradients``; the loss is the mean over replicas of the reported
-    values. Compare with a plain ``tf.GradientTape`` on one device.
-
-    Called from plain Python it runs eagerly: slow per call (TensorFlow warns
-    about it), but nothing to compile, which suits a one-off check. Training
-    uses the compiled :func:`make_train_step`.
+    values. Compare with a plain ``tf.GradientTape`` on one device. Called
+    from plain Python it runs eagerly: slow, but nothing to compile, which
+    suits a one-off check.
     """
     images, labels = split_batch(strategy, images, labels)
-    values, grads = strategy.run(replica_gradients, args=(model, loss_fn, images, labels, cross_replica))
+    values, _, grads = strategy.run(replica_gradients, args=(model, loss_fn, images, labels, cross_replica))
     return strategy.reduce("MEAN", values, axis=None), [strategy.reduce("SUM", g, axis=None) for g in grads]
 
 
-def make_train_step(strategy, model, loss_fn, optimizer, cross_replica=False):
-    """A compiled step ``train_step(images, labels) -> loss`` that updates ``model``.
+def make_train_step(strategy, model, objective, optimizer, cross_replica=False):
+    """The training step: a compiled ``step(images, labels) -> (loss, *statistics)`` that updates ``model``.
 
-    ``images`` and ``labels`` are per-replica values: an element of
-    :func:`distribute_pk_batches` or the result of :func:`split_batch`. Build
-    the model and the optimizer inside ``strategy.scope()``.
+    The one step :func:`course_lib.training.train`, the tests and the
+    benchmarks run. ``images`` and ``labels`` are per-replica values (an
+    element of :func:`distribute_pk_batches`, or :func:`split_batch`); the
+    results are averaged over replicas. ``objective`` as in
+    :func:`replica_gradients`. Build the model and the optimizer inside
+    ``strategy.scope()``.
     """
     if not optimizer.built:
         with strategy.scope():
             optimizer.build(model.trainable_variables)
 
     def replica_step(images, labels):
-        value, grads = replica_gradients(model, loss_fn, images, labels, cross_replica)
+        value, statistics, grads = replica_gradients(model, objective, images, labels, cross_replica)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return value
+        return (value, *statistics)
 
     @tf.function
     def train_step(images, labels):
-        values = strategy.run(replica_step, args=(images, labels))
-        return strategy.reduce("MEAN", values, axis=None)
+        results = strategy.run(replica_step, args=(images, labels))
+        return tuple(strategy.reduce("MEAN", r, axis=None) for r in results)
 
     return train_step
 

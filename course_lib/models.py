@@ -2,7 +2,7 @@
 
 The same backbone serves the ranking losses (embedding head) and the
 softmax cross-entropy baseline (classification head), so the two can be
-compared fairly (COURSE_GUIDE: "one protocol").
+compared fairly (one protocol: docs/definitions.md).
 """
 
 from __future__ import annotations
@@ -51,3 +51,9 @@ def classifier_network(num_classes=10, input_shape=(28, 28, 1), width=32, seed=N
     inputs = keras.Input(shape=input_shape, name="image")
     logits = layers.Dense(num_classes, name="logits")(backbone(input_shape, width)(inputs))
     return keras.Model(inputs, logits, name="classifier_network")
+
+
+def embedding_model(model):
+    """The part of ``model`` that outputs the embedding: a classifier's 128-d backbone, else ``model``."""
+    is_classifier = any(layer.name == "logits" for layer in model.layers)
+    return model.get_layer("backbone") if is_classifier else model

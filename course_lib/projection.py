@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-METHODS = ("pca", "umap")
+from course_lib.options import PROJECTIONS as METHODS
+from course_lib.options import check_choice
 
 # Hover shows the point's text ("#12 Sneaker"); <extra></extra> hides the trace name box.
 _HOVER_TEMPLATE = "%{text}<extra></extra>"
@@ -54,8 +55,7 @@ def project(embeddings, method="pca", dim=2, seed=0):
     The first UMAP call of a Python session compiles its code with numba and
     takes about 10 seconds; later calls are faster.
     """
-    if method not in METHODS:
-        raise ValueError(f"Unknown method={method!r}: expected 'pca' or 'umap'.")
+    check_choice("method", method, METHODS)
     if dim not in (2, 3) or isinstance(dim, bool):
         raise ValueError(f"`dim` must be 2 or 3, got {dim!r}.")
     x = _as_points(embeddings)

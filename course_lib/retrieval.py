@@ -2,7 +2,7 @@
 
 Every item of a query set asks: "which gallery items are closest to me?".
 The answer is the ranked list of its neighbours, and the metrics below
-score that list (COURSE_GUIDE section 1).  For one query q with label y_q,
+score that list (docs/definitions.md).  For one query q with label y_q,
 rank the gallery by distance, and let
 
 * ``match_i`` = 1 if the i-th neighbour has label y_q, else 0;
@@ -51,9 +51,9 @@ import warnings
 
 import numpy as np
 
-__all__ = ["METRICS", "evaluate", "nearest"]
+from course_lib.options import METRICS, check_choice
 
-METRICS = ("euclidean", "squared_euclidean", "cosine")
+__all__ = ["METRICS", "evaluate", "nearest"]
 
 # Default chunk size: as many queries as keep one [chunk, G] float32 block
 # of distances near 2**25 entries (128 MiB).
@@ -89,18 +89,10 @@ def evaluate(embeddings, labels, gallery_embeddings=None, gallery_labels=None,
       the averages run over (see the module docstring).
     """
     queries, gallery, leave_one_out = _query_and_gallery(embeddings, gallery_embeddings)
-    query_labels = _as_labels(labels, len(queries), "labels", "embeddings")
-    if leave_one_out:
-        if gallery_labels is not None:
-            raise ValueError("`gallery_labels` was given without `gallery_embeddings`.")
-        gallery_labels = query_labels
-    else:
-        if gallery_labels is None:
-            raise ValueError("`gallery_labels` is required when `gallery_embeddings` is given.")
-        gallery_labels = _as_labels(gallery_labels, len(gallery), "gallery_labels",
-                                    "gallery_embeddings")
+    query_labels, gallery_labels = _query_and_gallery_labels(labels, gallery_labels, queries, gallery,
+                                                             leave_one_out)
     ks = _as_ks(ks, len(gallery) - leave_one_out)
-    _check_metric(metric)
+    check_choice("metric", metric, METRICS)
 
     query_classes, gallery_classes = _encode_labels(query_labels, gallery_labels)
     r = np.bincount(gallery_classes, minlength=query_classes.max() + 1)[query_classes]
@@ -162,7 +154,7 @@ def nearest(query_embeddings, gallery_embeddings, k, metric="euclidean",
     if not isinstance(k, numbers.Integral):
         raise ValueError(f"`k` must be an integer, got {k!r}.")
     (k,) = _as_ks(k, len(gallery) - bool(exclude_self), name="k")
-    _check_metric(metric)
+    check_choice("metric", metric, METRICS)
 
     indices = np.empty((len(queries), k), dtype=np.int64)
     distances = np.empty((len(queries), k), dtype=np.float32)
@@ -334,6 +326,17 @@ def _query_and_gallery(embeddings, gallery_embeddings, name="embeddings"):
     return queries, gallery, False
 
 
+def _query_and_gallery_labels(labels, gallery_labels, queries, gallery, leave_one_out):
+    query_labels = _as_labels(labels, len(queries), "labels", "embeddings")
+    if leave_one_out:
+        if gallery_labels is not None:
+            raise ValueError("`gallery_labels` was given without `gallery_embeddings`.")
+        return query_labels, query_labels
+    if gallery_labels is None:
+        raise ValueError("`gallery_labels` is required when `gallery_embeddings` is given.")
+    return query_labels, _as_labels(gallery_labels, len(gallery), "gallery_labels", "gallery_embeddings")
+
+
 def _as_embeddings(x, name):
     try:
         x = np.asarray(x, dtype=np.float32)
@@ -382,12 +385,6 @@ def _as_ks(ks, n_candidates, name="ks"):
             raise ValueError(f"`{name}`: k={k} is larger than the {n_candidates} gallery "
                              "items a query can be matched with.")
     return sorted({int(k) for k in values})
-
-
-def _check_metric(metric):
-    if metric not in METRICS:
-        raise ValueError(f"Unknown metric={metric!r}: expected one of "
-                         f"{', '.join(map(repr, METRICS))}.")
 
 
 def _as_chunk_size(chunk_size, n_gallery):

@@ -3,10 +3,12 @@
 Per epoch it records what tells a healthy run from a sick one:
 
 * ``loss``: mean training loss over the epoch's batches;
-* ``active_fraction``: share of the triplets the loss looks at that still
-  violate the margin, D(a, p) - D(a, n) + m > 0 (the loss's own mining for
-  triplet losses, semi-hard triplets otherwise);
-* ``mean_positive_distance`` / ``mean_negative_distance`` over the batches;
+* ``active_fraction``: share of the loss's own mined triplets that still
+  violate the margin, D(a, p) - D(a, n) + m > 0 (D(a, p) > D(a, n) with the
+  soft margin); NaN for the losses that mine no triplets;
+* ``mean_positive_distance`` / ``mean_negative_distance`` over the batches'
+  positive / negative pairs (for the triplet loss, from the very distances
+  its mining used: one mining pass per batch);
 * ``spread``: RMS distance of held-out embeddings to their centroid;
 * retrieval metrics on a held-out set; wall-clock seconds.
 
@@ -32,21 +34,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from course_lib import distributed
-from course_lib import losses as losses_module
-from course_lib.losses import masked_mean
-from course_lib import retrieval
-from course_lib.data import pk_batch_plan, to_float
+from course_lib import distributed, losses, retrieval
+from course_lib.data import pick_subset, pk_batch_plan, to_float
 from course_lib.distances import pairwise_distances
-from course_lib.mining import mine_triplets_from_distances, negative_mask, positive_mask
+from course_lib.losses import masked_mean
+from course_lib.mining import negative_mask, positive_mask
+from course_lib.models import embedding_model
+from course_lib.options import LOSSES as LOSS_NAMES
+from course_lib.options import check_choice
 
-LOSSES = {
-    "contrastive": losses_module.contrastive_loss,
-    "triplet": losses_module.triplet_loss,
-    "npairs": losses_module.npairs_loss,
-    "angular": losses_module.angular_loss,
-    "cross_entropy": None,  # softmax baseline on a classifier_network
-}
+#: Every loss :func:`train` knows, by name; "cross_entropy" is the softmax
+#: baseline on a :func:`course_lib.models.classifier_network`.
+LOSSES = {name: losses.FUNCTIONS.get(name) for name in LOSS_NAMES}
 
 
 @dataclass
@@ -81,51 +80,88 @@ class History:
         return [r.metrics[key] for r in self.records]
 
     def to_dict(self):
-        return {
-            "loss_name": self.loss_name,
-            "options": self.options,
-            "records": [asdict(r) for r in self.records],
-            "final_metrics": self.final_metrics,
-            "collapse": self.collapse,
-        }
+        """Plain JSON values (NaN as None): what ``python -m course_lib train`` saves."""
+        return _json_values({
+            "loss_name": self.loss_name, "options": self.options, "records": [asdict(r) for r in self.records],
+            "final_metrics": self.final_metrics, "collapse": self.collapse,
+        })
 
 
-# ----------------------------------------------------------------- pieces
+def _json_values(value):
+    if isinstance(value, dict):
+        return {str(k): _json_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_values(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    return value.item() if isinstance(value, np.generic) else value
+
+
+# ----------------------------------------------------------------- losses
 def make_loss(name, **options):
     """``make_loss("triplet", mining="hard")`` -> f(labels, embeddings) -> scalar."""
-    if name not in LOSSES:
-        raise ValueError(f"Unknown loss={name!r}: expected one of {', '.join(map(repr, LOSSES))}.")
+    check_choice("loss", name, tuple(LOSSES))
     if name == "cross_entropy":
         if options:
             raise ValueError(f"loss='cross_entropy' takes no options, got {sorted(options)}.")
         return lambda labels, logits: tf.reduce_mean(
-            keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-        )
+            keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
     function = LOSSES[name]
     function(tf.constant([0, 0, 1, 1]), tf.zeros([4, 2]), **options)  # fail now on a bad option
     return lambda labels, embeddings: function(labels, embeddings, **options)
 
 
-def batch_statistics(labels, embeddings, margin=1.0, mining="semi-hard", metric="euclidean"):
-    """Mean positive / negative distance and the share of active triplets in one batch."""
-    d = tf.stop_gradient(pairwise_distances(embeddings, metric))
-    pos, neg = positive_mask(labels), negative_mask(labels)
-    mean_pos = masked_mean(d, pos)
-    mean_neg = masked_mean(d, neg)
-    a, p, n = mine_triplets_from_distances(labels, d, mining)
-    gap = tf.gather_nd(d, tf.stack([a, p], 1)) - tf.gather_nd(d, tf.stack([a, n], 1))
-    active = tf.math.divide_no_nan(
-        tf.reduce_sum(tf.cast(gap + margin > 0, tf.float32)), tf.cast(tf.size(gap), tf.float32)
-    )
-    return mean_pos, mean_neg, active
+def make_objective(name, **options):
+    """f(labels, outputs) -> (loss, (active_fraction, mean D(a, p), mean D(a, n))), what a step reports.
+
+    The triplet loss reports the statistics of its own mining pass
+    (:func:`course_lib.losses.triplet_loss_and_statistics`). The other losses
+    mine no triplets (active fraction NaN); their mean distances are measured
+    on the embeddings, for cross-entropy on the backbone's features: then
+    ``outputs`` is (logits, features), see :func:`_with_features`.
+    """
+    if name == "triplet":
+        losses.triplet_loss(tf.constant([0, 0, 1, 1]), tf.zeros([4, 2]), **options)  # fail now
+
+        def triplet_objective(labels, embeddings):
+            loss, *statistics = losses.triplet_loss_and_statistics(labels, embeddings, **options)
+            return loss, tuple(statistics)
+
+        return triplet_objective
+    loss_fn, metric = make_loss(name, **options), options.get("metric", "euclidean")
+
+    def objective(labels, outputs):
+        logits, features = outputs if name == "cross_entropy" else (outputs, outputs)
+        d = tf.stop_gradient(pairwise_distances(features, metric))
+        labels = tf.reshape(labels, [-1])
+        return loss_fn(labels, logits), (tf.constant(math.nan), masked_mean(d, positive_mask(labels)),
+                                         masked_mean(d, negative_mask(labels)))
+
+    return objective
 
 
+def _with_features(classifier):
+    """The classifier with a second output, its backbone's features (the statistics use them)."""
+    inputs = keras.Input(classifier.input_shape[1:])
+    features = classifier.get_layer("backbone")(inputs)
+    return keras.Model(inputs, [classifier.get_layer("logits")(features), features])
+
+
+def _stuck_at(loss, options):
+    """The loss a collapsed embedding gets stuck at: the triplet hinge at gap 0 (m, or ln 2 when soft)."""
+    if loss != "triplet":
+        return None
+    return math.log(2.0) if options["soft"] else options["margin"]
+
+
+# ------------------------------------------------------------ diagnostics
 def embed(model, images, batch_size=1000):
     """Embeddings of uint8 images [N, 28, 28] (or float inputs) as a NumPy array."""
-    outputs = [
-        np.asarray(model(to_float(images[i : i + batch_size]) if images.dtype == np.uint8 else images[i : i + batch_size], training=False))
-        for i in range(0, len(images), batch_size)
-    ]
+    def as_input(chunk):
+        return to_float(chunk) if chunk.dtype == np.uint8 else chunk
+
+    outputs = [np.asarray(model(as_input(images[i : i + batch_size]), training=False))
+               for i in range(0, len(images), batch_size)]
     return np.concatenate(outputs).astype(np.float32)
 
 
@@ -157,154 +193,97 @@ def detect_collapse(record, initial_spread, stuck_at=None):
     return None
 
 
-# ------------------------------------------------------------------- train
-def train(
-    model,
-    train_images,
-    train_labels,
-    *,
-    loss="triplet",
-    loss_options=None,
-    eval_images=None,
-    eval_labels=None,
-    epochs=5,
-    classes_per_batch=8,
-    samples_per_class=8,
-    steps_per_epoch=None,
-    learning_rate=1e-3,
-    seed=0,
-    eval_size=2000,
-    snapshot_size=0,
-    strategy=None,
-    cross_replica=True,
-    progress=True,
-):
-    """Train ``model`` with one of :data:`LOSSES` on P x K batches; return a :class:`History`.
+class _Monitor:
+    """The held-out side of training: retrieval metrics, spread, snapshots and the collapse check."""
 
-    ``loss_options`` go to the loss (``{"mining": "hard", "margin": 0.2}``).
-    ``eval_images``/``eval_labels`` (held out) give retrieval metrics: on a
-    fixed subset of ``eval_size`` after each epoch and on all of them at the
-    end. ``snapshot_size`` > 0 keeps that many held-out embeddings per epoch
-    for an animation. ``strategy``: a ``tf.distribute`` strategy whose scope
-    built ``model``. ``cross_replica=True`` (the default) gathers all replicas' embeddings
-    and labels, so that mining, the loss and the batch statistics use the
-    global P x K batch, as on one device (recommended with several replicas;
-    no effect with one). With ``False`` each replica mines its own slice of
-    P/R classes and the replicas' losses are averaged.
-    """
-    options = dict(loss_options or {})
-    loss_fn = make_loss(loss, **options)
-    strategy = strategy or tf.distribute.get_strategy()
-    # A collapsed triplet loss sits at the value of the hinge at gap 0.
-    stuck_at = None
-    if loss == "triplet":
-        stuck_at = math.log(2.0) if options.get("soft") else options.get("margin", 1.0)
-    stats_margin = options.get("margin", 1.0)
-    stats_mining = options.get("mining", "semi-hard") if loss == "triplet" else "semi-hard"
-    stats_metric = options.get("metric", "euclidean")
-    embedder = model.get_layer("backbone") if loss == "cross_entropy" else model
+    def __init__(self, embedder, images, labels, eval_size, snapshot_size, seed, history):
+        self.embedder, self.images, self.history = embedder, images, history
+        self.enabled = images is not None
+        if not self.enabled:
+            return
+        rng = np.random.default_rng(seed)
+        self.labels = np.asarray(labels)
+        self.subset = pick_subset(len(images), eval_size, rng)
+        self.snapshot = pick_subset(len(images), snapshot_size, rng) if snapshot_size else None
+        if self.snapshot is not None:
+            history.snapshot_indices, history.snapshot_labels = self.snapshot, self.labels[self.snapshot]
+            history.snapshots.append(embed(embedder, images[self.snapshot]))
+        self.initial_spread = spread(embed(embedder, images[self.subset]))
 
-    with strategy.scope():
-        optimizer = keras.optimizers.Adam(learning_rate)
-        optimizer.build(model.trainable_variables)
+    def after_epoch(self):
+        """(spread, retrieval metrics) of the held-out subset now; NaN and {} without one."""
+        if not self.enabled:
+            return math.nan, {}
+        if self.snapshot is not None:
+            self.history.snapshots.append(embed(self.embedder, self.images[self.snapshot]))
+        vectors = embed(self.embedder, self.images[self.subset])
+        return spread(vectors), retrieval.evaluate(vectors, self.labels[self.subset])
 
-    def forward(images):
-        """(outputs the loss sees, features the statistics see): one pass for either model."""
-        if loss == "cross_entropy":  # backbone features, then the softmax head
-            features = embedder(images, training=True)
-            return model.get_layer("logits")(features), features
-        outputs = model(images, training=True)
-        return outputs, outputs
-
-    def step(images, labels):
-        with tf.GradientTape() as tape:
-            outputs, features = forward(images)
-            # value / num_replicas, also with cross_replica: see course_lib.distributed.
-            value, scaled = distributed.replica_loss(loss_fn, labels, outputs, cross_replica)
-        grads = tape.gradient(scaled, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        features = tf.stop_gradient(features)
-        if cross_replica:
-            labels, features = distributed.gather_batch(labels, features)
-        return (value, *batch_statistics(labels, features, stats_margin, stats_mining, stats_metric))
-
-    @tf.function
-    def distributed_step(images, labels):
-        results = strategy.run(step, args=(images, labels))
-        return [strategy.reduce("MEAN", r, axis=None) for r in results]
-
-    # One epoch = one pass of the P x K plan over the training set.
-    per_epoch = steps_per_epoch or len(pk_batch_plan(train_labels, classes_per_batch, samples_per_class, seed=seed))
-    # Each replica gets its slice of every P x K batch: P/R whole classes.
-    batches = iter(distributed.distribute_pk_batches(
-        strategy, train_images, train_labels, classes_per_batch, samples_per_class,
-        seed=seed, num_batches=per_epoch * epochs,
-    ))
-
-    rng = np.random.default_rng(seed)
-    history = History(loss_name=loss, options=options)
-    eval_subset = snapshot = None
-    if eval_images is not None:
-        eval_subset = _subset(len(eval_images), eval_size, rng)
-        if snapshot_size:
-            snapshot = _subset(len(eval_images), snapshot_size, rng)
-            history.snapshot_indices = snapshot
-            history.snapshot_labels = np.asarray(eval_labels)[snapshot]
-            history.snapshots.append(embed(embedder, eval_images[snapshot]))
-    initial_spread = spread(embed(embedder, eval_images[eval_subset])) if eval_subset is not None else 0.0
-
-    bar = _progress(epochs * per_epoch, progress, loss)
-    for epoch in range(1, epochs + 1):
-        start = time.perf_counter()
-        sums = np.zeros(4)
-        for _ in range(per_epoch):
-            images, labels = next(batches)
-            sums += np.array([float(v) for v in distributed_step(images, labels)])
-            if bar is not None:
-                bar.update(1)
-        seconds = time.perf_counter() - start
-        means = sums / per_epoch
-        metrics, epoch_spread = {}, float("nan")
-        if eval_subset is not None:
-            vectors = embed(embedder, eval_images[eval_subset])
-            epoch_spread = spread(vectors)
-            metrics = retrieval.evaluate(vectors, np.asarray(eval_labels)[eval_subset])
-            if snapshot is not None:
-                history.snapshots.append(embed(embedder, eval_images[snapshot]))
-        record = EpochRecord(epoch, means[0], means[3], means[1], means[2], epoch_spread, metrics, seconds)
-        history.records.append(record)
-        if bar is not None:
-            bar.set_postfix(loss=f"{record.loss:.3f}", active=f"{record.active_fraction:.2f}",
-                            p_at_1=f"{metrics.get('precision_at_1', float('nan')):.3f}")
-        reason = detect_collapse(record, initial_spread, stuck_at) if eval_subset is not None else None
-        if reason and history.collapse is None:
-            history.collapse = f"epoch {epoch}: {reason}"
+    def check_collapse(self, record, stuck_at):
+        reason = detect_collapse(record, self.initial_spread, stuck_at) if self.enabled else None
+        if reason and self.history.collapse is None:
+            self.history.collapse = f"epoch {record.epoch}: {reason}"
             warnings.warn(
-                f"{history.collapse}. Try semi-hard instead of hard mining or a lower learning "
+                f"{self.history.collapse}. Try semi-hard instead of hard mining or a lower learning "
                 "rate; with hard mining, smaller batches also help (a smaller margin does not: "
                 "every batch-hard triplet is active until the embedding separates).",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-    if bar is not None:
-        bar.close()
-    if eval_images is not None:
-        history.final_metrics = retrieval.evaluate(embed(embedder, eval_images), np.asarray(eval_labels))
+                RuntimeWarning, stacklevel=3)
+
+    def final_metrics(self):
+        return retrieval.evaluate(embed(self.embedder, self.images), self.labels) if self.enabled else {}
+
+
+# ------------------------------------------------------------------- train
+def train(model, train_images, train_labels, *, loss="triplet", loss_options=None, eval_images=None,
+          eval_labels=None, epochs=5, classes_per_batch=8, samples_per_class=8, steps_per_epoch=None,
+          learning_rate=1e-3, seed=0, eval_size=2000, snapshot_size=0, strategy=None, cross_replica=True,
+          progress=True):
+    """Train ``model`` with one of :data:`LOSSES` on P x K batches; return a :class:`History`.
+
+    ``loss_options`` go to the loss (``{"mining": "hard", "margin": 0.2}``; the
+    others keep the loss's defaults). ``eval_images``/``eval_labels`` (held
+    out) give retrieval metrics: on a fixed subset of ``eval_size`` after each
+    epoch and on all of them at the end. ``snapshot_size`` > 0 keeps that many
+    held-out embeddings per epoch for an animation. ``strategy``: a
+    ``tf.distribute`` strategy whose scope built ``model``. ``cross_replica=True``
+    (the default) gathers all replicas' embeddings and labels, so that mining,
+    the loss and the batch statistics use the global P x K batch, as on one
+    device; with ``False`` each replica mines its own slice of P/R classes.
+    """
+    options = {**(losses.defaults(loss) if LOSSES.get(loss) else {}), **(loss_options or {})}
+    objective = make_objective(loss, **options)
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        optimizer = keras.optimizers.Adam(learning_rate)
+    stepped = _with_features(model) if loss == "cross_entropy" else model
+    step = distributed.make_train_step(strategy, stepped, objective, optimizer, cross_replica)
+    per_epoch = steps_per_epoch or len(pk_batch_plan(train_labels, classes_per_batch, samples_per_class, seed=seed))
+    batches = iter(distributed.distribute_pk_batches(  # each replica: P/R whole classes of every batch
+        strategy, train_images, train_labels, classes_per_batch, samples_per_class, seed=seed,
+        num_batches=per_epoch * epochs))
+    history = History(loss_name=loss, options=options)
+    monitor = _Monitor(embedding_model(model), eval_images, eval_labels, eval_size, snapshot_size, seed, history)
+    bar = _progress_bar(epochs * per_epoch, progress, loss)
+    for epoch in range(1, epochs + 1):
+        start, sums = time.perf_counter(), np.zeros(4)
+        for _ in range(per_epoch):
+            sums += [float(v) for v in step(*next(batches))]
+            bar.update(1)
+        seconds = time.perf_counter() - start
+        record = EpochRecord(epoch, *(sums / per_epoch), *monitor.after_epoch(), seconds)
+        history.records.append(record)
+        bar.set_postfix(loss=f"{record.loss:.3f}", active=f"{record.active_fraction:.2f}",
+                        p_at_1=f"{record.metrics.get('precision_at_1', math.nan):.3f}")
+        monitor.check_collapse(record, _stuck_at(loss, options))
+    bar.close()
+    history.final_metrics = monitor.final_metrics()
     return history
 
 
-def _subset(n, size, rng):
-    if size is None or size >= n:
-        return np.arange(n)
-    return np.sort(rng.choice(n, size=size, replace=False))
-
-
-def _progress(total, enabled, description):
-    if not enabled:
-        return None
+def _progress_bar(total, enabled, description):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=f"train {description}", unit="step", leave=True)
+    return tqdm(total=total, desc=f"train {description}", unit="step", leave=True, disable=not enabled)
 
 
 def epoch_seconds(history):

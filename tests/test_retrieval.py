@@ -1,7 +1,7 @@
 """Tests for course_lib.retrieval.
 
-The reference below is written straight from the definitions (COURSE_GUIDE
-section 1; Musgrave, Belongie, Lim 2020): for every query, compute the
+The reference below is written straight from the definitions
+(docs/definitions.md; Musgrave, Belongie, Lim 2020): for every query, compute the
 distance to every candidate in float64, sort the whole row by (distance,
 gallery index), and score the ranked labels with plain Python loops.
 """

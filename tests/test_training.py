@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from course_lib import data, models, training
+from course_lib import data, losses, models, training
 from course_lib.training import EpochRecord, detect_collapse
 
 
@@ -50,11 +50,18 @@ def test_classifier_shares_the_backbone_architecture():
 
 
 # ------------------------------------------------------------- diagnostics
-def test_batch_statistics_match_a_direct_computation():
+@pytest.mark.parametrize("objective", [False, True], ids=["loss", "training-objective"])
+def test_batch_statistics_match_a_direct_computation(objective):
+    # The statistics come from the loss's own mining pass (what training reports).
     rng = np.random.default_rng(3)
     labels = np.repeat(np.arange(4), 3)
     x = rng.normal(size=(12, 5)).astype(np.float32)
-    mean_pos, mean_neg, active = (float(v) for v in training.batch_statistics(labels, x, margin=0.5, mining="all"))
+    if objective:
+        value, (active, mean_pos, mean_neg) = training.make_objective("triplet", margin=0.5, mining="all")(labels, x)
+    else:
+        value, active, mean_pos, mean_neg = losses.triplet_loss_and_statistics(labels, x, margin=0.5, mining="all")
+    mean_pos, mean_neg, active = float(mean_pos), float(mean_neg), float(active)
+    assert float(value) == pytest.approx(float(losses.triplet_loss(labels, x, margin=0.5, mining="all")))
     d = np.linalg.norm(x[:, None] - x[None], axis=-1)
     same = labels[:, None] == labels[None]
     pos = same & ~np.eye(12, dtype=bool)
@@ -62,6 +69,22 @@ def test_batch_statistics_match_a_direct_computation():
     np.testing.assert_allclose(mean_neg, d[~same].mean(), rtol=1e-5)
     gaps = [d[a, p] - d[a, n] + 0.5 for a in range(12) for p in range(12) for n in range(12) if pos[a, p] and not same[a, n]]
     np.testing.assert_allclose(active, np.mean(np.array(gaps) > 0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("mining, soft", [("hard", False), ("semi-hard", False), ("semi-hard", True), ("all", True)])
+def test_active_fraction_counts_the_mined_triplets(mining, soft):
+    # active = share of the loss's own triplets with gap + m > 0 (gap > 0 with the soft margin)
+    import reference as ref
+
+    rng = np.random.default_rng(4)
+    labels = rng.permutation(np.repeat(np.arange(4), 4))
+    x = rng.normal(size=(16, 5)).astype(np.float32)
+    d = ref.pairwise_distances(x)
+    triplets = ref.mine_triplets(labels, x, mining)
+    threshold = 0.0 if soft else 0.3
+    expected = np.mean([d[a, p] - d[a, n] + threshold > 0 for a, p, n in triplets])
+    stats = losses.triplet_loss_and_statistics(labels, x, margin=0.3, mining=mining, soft=soft)
+    np.testing.assert_allclose(float(stats.active_fraction), expected, rtol=1e-6)
 
 
 def test_spread_is_zero_for_identical_points_and_scales_linearly():
@@ -92,6 +115,10 @@ def test_make_loss_rejects_unknown_names_and_bad_options():
         training.make_loss("triplet", mining="hardest")
     with pytest.raises(ValueError, match="margin"):
         training.make_loss("contrastive", margin=-1.0)
+    with pytest.raises(ValueError, match="temperature"):
+        training.make_objective("supcon", temperature=0.0)
+    with pytest.raises(ValueError, match="mining"):
+        training.make_objective("triplet", mining="hardest")
 
 
 # ------------------------------------------------------------------- train
@@ -119,7 +146,8 @@ def test_training_improves_retrieval_and_records_every_field(mnist_small):
 
 @pytest.mark.parametrize("loss, options", [
     ("contrastive", {"margin": 0.5}), ("npairs", {}), ("angular", {"alpha_degrees": 40.0}),
-    ("triplet", {"mining": "hard", "soft": True}),
+    ("triplet", {"mining": "hard", "soft": True}), ("supcon", {"temperature": 0.2}), ("nt-xent", {}),
+    ("multi-similarity", {}),
 ])
 def test_every_loss_trains_a_few_steps(mnist_small, loss, options):
     x, y, tx, ty = mnist_small
@@ -128,6 +156,8 @@ def test_every_loss_trains_a_few_steps(mnist_small, loss, options):
                              epochs=1, steps_per_epoch=5, eval_size=100, progress=False)
     assert np.isfinite(history["loss"][0])
     assert 0 <= history.final_metrics["precision_at_1"] <= 1
+    assert history.options == {**losses.defaults(loss), **options}  # the loss's defaults, filled in
+    assert np.isfinite(history["mean_positive_distance"][0]) and np.isfinite(history["spread"][0])
 
 
 def test_cross_entropy_baseline_uses_backbone_features(mnist_small):
