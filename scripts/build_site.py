@@ -64,7 +64,8 @@ def _site_control(control):
 
 _site = {{}}
 for _widget in _gc.get_objects():
-    if isinstance(_widget, _Interactive) and _widget.model_id:
+    # type(), not isinstance(): gc also holds dead weak proxies, which raise on isinstance
+    if issubclass(type(_widget), _Interactive) and _widget.model_id:
         _site[_widget.model_id] = {{
             "figure": _json.loads(_pio.to_json(_widget.figure, validate=False)),
             "controls": [_site_control(_c) for _c in _widget.controls.values()],
