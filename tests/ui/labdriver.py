@@ -291,6 +291,10 @@ NOTEBOOK_STATE_JS = r"""
   for (const out of panel.querySelectorAll(
       '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')) {
     if (/Traceback|Error:/.test(out.textContent)) errors.push(out.textContent.slice(0, 2000));
+    // TensorFlow's C++ start-up log (absl / cuda probes), a red box above "your set-up works"
+    else if (/absl::InitializeLog|cuda drivers|cuInit|cpu_feature_guard|^\s*[IWEF]\d{4} \d\d:\d\d:\d\d/m.test(out.textContent))
+      errors.push('TensorFlow start-up log shown in the page (import course_lib first; it quiets it): '
+                  + out.textContent.slice(0, 500));
   }
   for (const out of panel.querySelectorAll('.jp-OutputArea-output')) {
     const t = out.textContent;
@@ -363,13 +367,26 @@ def code_cells(path: Path) -> list[str]:
     return [src for kind, src in notebook_cells(path) if kind == "code"]
 
 
+def input_hidden(path: Path) -> list[bool]:
+    """Per cell: is its source stored collapsed (``"jupyter": {"source_hidden": true}``)?
+
+    JupyterLab replaces a collapsed input by a placeholder without the execution
+    prompt, so the page cannot show whether such a cell ran; its outputs (errors
+    included) stay visible.
+    """
+    nb = json.loads(Path(path).read_text())
+    return [bool(c.get("metadata", {}).get("jupyter", {}).get("source_hidden")) for c in nb["cells"]]
+
+
 CREATES_INTERACTIVE = re.compile(r"\bInteractive\(")
 
 
 def interactive_cells(path: Path) -> list[int]:
-    """Indices (among all cells) of the code cells that build a ``course_lib.widgets.Interactive``."""
-    return [i for i, (kind, src) in enumerate(notebook_cells(path))
-            if kind == "code" and CREATES_INTERACTIVE.search(src)]
+    """Indices (among all cells) of the code cells that build a ``course_lib.widgets.Interactive``
+    for the page: collapsed CI cells may build an undisplayed twin to test the binding."""
+    hidden = input_hidden(path)
+    return [i for i, ((kind, src), folded) in enumerate(zip(notebook_cells(path), hidden))
+            if kind == "code" and not folded and CREATES_INTERACTIVE.search(src)]
 
 
 def has_outputs(path: Path) -> bool:
@@ -435,7 +452,11 @@ class CellRun:
             through = None
         last = len(cells) - 1 if through is None else through
         self.page, self.through, self.timeout_s = page, through, timeout_s
-        self.expected = sum(1 for kind, src in cells[: last + 1] if kind == "code" and src.strip())
+        hidden = input_hidden(notebook_path)
+        # prompts are visible only for cells whose input is not collapsed (CI checks, solutions)
+        self.expected = sum(1 for (kind, src), folded in zip(cells[: last + 1], hidden)
+                            if kind == "code" and src.strip() and not folded)
+        self.folded = sum(1 for (kind, _), folded in zip(cells[: last + 1], hidden) if kind == "code" and folded)
         self.t0 = None
         self.state, self.done_at, self.quiet_polls = {}, {}, 0
         self.result: RunResult | None = None
@@ -461,9 +482,11 @@ class CellRun:
                 self.done_at[i] = now
         idle = state.get("kernel") == "idle"
         nothing_running = state.get("busy") == 0 and idle
-        finished = nothing_running and state.get("numbered", 0) >= self.expected
         # stopped early (an error): nothing running, kernel idle for a few polls
         self.quiet_polls = self.quiet_polls + 1 if (nothing_running and state.get("numbered")) else 0
+        # collapsed cells show no prompt: after the last visible one, wait for the kernel to stay idle
+        finished = (nothing_running and state.get("numbered", 0) >= self.expected
+                    and (not self.folded or self.quiet_polls >= 3))
         if finished or self.quiet_polls >= 6 or now > self.timeout_s:
             self.result = RunResult(now, self.expected, state, self._cell_seconds())
             return True
