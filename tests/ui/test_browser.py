@@ -101,7 +101,8 @@ def check_interactives(page, name: str, expected: int, screenshot_dir: Path) -> 
         expect(plot.count() and plot.is_visible(),
                f"{label}: the plotly figure is not rendered; console: {page.console_errors[:5]}")
         before = labdriver.figure_state(box)
-        expect(before["traces"] + before["points"] > 0, f"{label}: the figure has no traces drawn")
+        expect(before["traces"] + before["points"] > 0,
+               f"{label}: the figure has no traces drawn; browser console: {page.console_errors[:5]}")
 
         controls = [sliders.nth(i) for i in range(sliders.count())]
         controls += [dropdowns.nth(i) for i in range(dropdowns.count())]
