@@ -168,7 +168,9 @@ def draw_similarity_matrix(state):
     """Heat map of the similarities (or of each row's softmax), positives circled."""
     rows, cols = np.nonzero(state["mask"])
     is_softmax = state["temperature"] is not None
-    fig = go.Figure(go.Heatmap(z=state["shown"], colorscale="Viridis", zmin=None if is_softmax else -1,
+    # the diagonal (never a candidate) is NaN: sent as null, a blank cell (NaN is not valid JSON)
+    z = [[None if np.isnan(v) else float(v) for v in row] for row in state["shown"]]
+    fig = go.Figure(go.Heatmap(z=z, colorscale="Viridis", zmin=None if is_softmax else -1,
                                zmax=None if is_softmax else 1,
                                colorbar=dict(title="softmax" if is_softmax else "cosine")))
     fig.add_trace(go.Scatter(x=cols, y=rows, mode="markers", name="positive pair",
