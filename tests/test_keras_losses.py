@@ -29,13 +29,25 @@ DEFAULTS = {
     L.TripletLoss: {"margin": 0.2, "mining": "semi-hard", "metric": "euclidean", "soft": False},
     L.NPairsLoss: {"l2_reg": 0.002},
     L.AngularLoss: {"alpha_degrees": 45.0},
+    L.SupConLoss: {"temperature": 0.1},
+    L.NTXentLoss: {"temperature": 0.1},
+    L.MultiSimilarityLoss: {"alpha": 2.0, "beta": 50.0, "base": 0.5, "epsilon": 0.1},
 }
 FUNCTIONS = {
     L.ContrastiveLoss: L.contrastive_loss,
     L.TripletLoss: L.triplet_loss,
     L.NPairsLoss: L.npairs_loss,
     L.AngularLoss: L.angular_loss,
+    L.SupConLoss: L.supcon_loss,
+    L.NTXentLoss: L.nt_xent_loss,
+    L.MultiSimilarityLoss: L.multi_similarity_loss,
 }
+
+
+@pytest.mark.parametrize("cls", list(FUNCTIONS), ids=lambda c: c.__name__)
+def test_class_defaults_are_the_functions_own(cls):
+    # one default per option: the function's signature; the class and its config read it
+    assert {k: v for k, v in cls().get_config().items() if k not in ("name", "reduction")} == L.defaults(FUNCTIONS[cls])
 
 
 def loss_value(t):

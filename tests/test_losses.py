@@ -478,6 +478,9 @@ ALL_FUNCS = {
     "triplet": L.triplet_loss,
     "npairs": L.npairs_loss,
     "angular": L.angular_loss,
+    "supcon": L.supcon_loss,
+    "nt_xent": L.nt_xent_loss,
+    "multi_similarity": L.multi_similarity_loss,
 }
 
 
@@ -531,6 +534,69 @@ def test_angular_alpha_out_of_range(alpha):
     labels, x = make_pk_batch(2, 2, 3)
     with pytest.raises((ValueError, TypeError), match="alpha"):
         L.angular_loss(labels, x, alpha_degrees=alpha)
+
+
+@pytest.mark.parametrize("fname, kwargs, error", [
+    ("supcon", {"temperature": 0.0}, ValueError),
+    ("supcon", {"temperature": -0.1}, ValueError),
+    ("supcon", {"temperature": "0.1"}, TypeError),
+    ("nt_xent", {"temperature": 0.0}, ValueError),
+    ("nt_xent", {"temperature": True}, TypeError),
+    ("multi_similarity", {"alpha": 0.0}, ValueError),
+    ("multi_similarity", {"beta": -1.0}, ValueError),
+    ("multi_similarity", {"epsilon": -0.01}, ValueError),
+    ("multi_similarity", {"base": None}, TypeError),
+])
+def test_similarity_losses_bad_options_name_the_argument(fname, kwargs, error):
+    labels, x = make_pk_batch(2, 2, 3)
+    (word,) = kwargs
+    with pytest.raises(error, match=word):
+        ALL_FUNCS[fname](labels, x, **kwargs)
+
+
+def test_similarity_losses_accept_zero_epsilon_and_any_base():
+    labels, x = make_pk_batch(3, 2, 4, seed=60)
+    for options in ({"epsilon": 0.0}, {"base": -0.5}, {"base": 2.0}):
+        assert math.isfinite(value(L.multi_similarity_loss(labels, x, **options)))
+
+
+SIMILARITY = {"supcon": L.supcon_loss, "nt_xent": L.nt_xent_loss, "multi_similarity": L.multi_similarity_loss}
+
+
+@pytest.mark.parametrize("fname", list(SIMILARITY))
+@pytest.mark.parametrize("case", ["zero-rows", "duplicates", "single-class", "one-sample", "no-positive"])
+@pytest.mark.parametrize("mode", ["eager", "xla"])
+def test_similarity_losses_finite_on_degenerate_batches(fname, case, mode):
+    labels, x = make_pk_batch(3, 2, 4, seed=61)
+    if case == "zero-rows":
+        x[[0, 3]] = 0.0  # L2-normalising an all-zero row must not divide by zero
+    elif case == "duplicates":
+        x[1] = x[0] = x[4]
+    elif case == "single-class":
+        labels = np.zeros_like(labels)
+    elif case == "one-sample":
+        labels, x = labels[:1], x[:1]
+    else:
+        labels = np.arange(len(labels), dtype=np.int32)
+
+    def step(e):
+        with tf.GradientTape() as tape:
+            tape.watch(e)
+            loss = SIMILARITY[fname](labels, e, temperature=0.05) if fname != "multi_similarity" else \
+                SIMILARITY[fname](labels, e)
+        return loss, tape.gradient(loss, e)
+
+    got, g = (tf.function(step, jit_compile=True) if mode == "xla" else step)(tf.constant(x))
+    assert math.isfinite(value(got)) and np.all(np.isfinite(g.numpy()))
+    if case in ("one-sample", "no-positive") or (case == "single-class" and fname != "supcon"):
+        assert value(got) == 0.0 and np.all(g.numpy() == 0.0)  # no positive pair, or no negative
+
+
+def test_supcon_single_class_keeps_the_positives_in_the_denominator():
+    # SupCon's denominator runs over every k != a, positives included: one
+    # class of K points all at the same place gives l_a = log(K - 1), not 0.
+    labels, x = np.zeros(4, np.int32), np.tile([[1.0, 2.0]], (4, 1)).astype(np.float32)
+    np.testing.assert_allclose(value(L.supcon_loss(labels, x)), math.log(3.0), rtol=1e-6)
 
 
 def test_npairs_negative_l2_reg():
