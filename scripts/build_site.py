@@ -51,10 +51,14 @@ PLOTLY_MIME = "application/vnd.plotly.v1+json"
 HARVEST_MIME = "application/x-course-site+json"
 COURSE_TITLE = "Retrieval with deep learning: ranking losses, hands on"
 
-# Run in the lesson's kernel after its last cell: the final state of every Interactive.
+# Run in the lesson's kernel after its last cell: the final state of every live widget.
+# An Interactive gives its figure, controls and readout; any other widget (tqdm's
+# progress bars during training, labels, boxes of them) a static HTML rendering.
 HARVEST_CODE = f"""
-import gc as _gc, json as _json
+import html as _html, json as _json
+import ipywidgets as _ipw
 import plotly.io as _pio
+from ipywidgets.widgets.widget import _instances as _live_widgets
 from IPython.display import publish_display_data as _publish
 from course_lib.widgets import Interactive as _Interactive
 
@@ -62,15 +66,27 @@ def _site_control(control):
     value = getattr(control, "label", None) or control.value
     return [control.description or "", str(value)]
 
+def _site_html(widget):
+    if isinstance(widget, _ipw.Box):
+        return " ".join(_site_html(child) for child in widget.children)
+    if isinstance(widget, (_ipw.FloatProgress, _ipw.IntProgress)):
+        return f'<progress value="{{widget.value}}" max="{{widget.max}}"></progress>'
+    if isinstance(widget, (_ipw.HTML, _ipw.HTMLMath)):
+        return widget.value
+    if isinstance(widget, _ipw.DOMWidget) and hasattr(widget, "value"):
+        return _html.escape(" ".join(_site_control(widget)).strip())
+    return ""
+
 _site = {{}}
-for _widget in _gc.get_objects():
-    # type(), not isinstance(): gc also holds dead weak proxies, which raise on isinstance
-    if issubclass(type(_widget), _Interactive) and _widget.model_id:
-        _site[_widget.model_id] = {{
+for _id, _widget in list(_live_widgets.items()):
+    if isinstance(_widget, _Interactive):
+        _site[_id] = {{
             "figure": _json.loads(_pio.to_json(_widget.figure, validate=False)),
             "controls": [_site_control(_c) for _c in _widget.controls.values()],
             "readout": _widget.readout.value,
         }}
+    elif isinstance(_widget, _ipw.DOMWidget) and _site_html(_widget).strip():
+        _site[_id] = {{"html": _site_html(_widget)}}
 _publish({{"{HARVEST_MIME}": _site}})
 """
 
@@ -130,19 +146,23 @@ def widget_html(state):
     )
 
 
-MISSING_WIDGET = (
-    '<p class="course-widget-note">An interactive widget: it is live in JupyterLab '
-    "(<code>make lab</code>), not on this static page.</p>"
-)
-
-
 def static_output(output, states):
-    """Replace a widget or plotly mime bundle by HTML the static page can show; count figures."""
+    """A widget or plotly mime bundle as HTML the static page can show.
+
+    Returns the number of Interactive figures it produced (0 or 1), or None when the
+    output is a widget that no longer exists at the end of the run (closed, like a
+    progress bar with ``leave=False``): JupyterLab shows nothing there either.
+    """
     data = output.get("data", {})
     if WIDGET_MIME in data:
         state = states.get(data[WIDGET_MIME].get("model_id"))
-        output["data"] = {"text/html": widget_html(state) if state else MISSING_WIDGET}
-        return 1 if state else 0
+        if state is None:
+            return None
+        if "figure" not in state:
+            output["data"] = {"text/html": f'<div class="course-static-widget">{state["html"]}</div>'}
+            return 0
+        output["data"] = {"text/html": widget_html(state)}
+        return 1
     if PLOTLY_MIME in data:
         output["data"] = {"text/html": plotly_html(data[PLOTLY_MIME])}
     return 0
@@ -152,9 +172,16 @@ def make_static(notebook, states):
     """Every widget and plotly output of an executed notebook as static HTML; returns #widgets."""
     widgets = 0
     for cell in notebook.cells:
+        kept = []
         for output in cell.get("outputs", []):
             if output.get("output_type") in ("display_data", "execute_result"):
-                widgets += static_output(output, states)
+                count = static_output(output, states)
+                if count is None:
+                    continue
+                widgets += count
+            kept.append(output)
+        if cell.cell_type == "code":
+            cell.outputs = kept
     notebook.metadata.pop("widgets", None)
     return widgets
 

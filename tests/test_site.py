@@ -81,10 +81,16 @@ def test_widget_output_becomes_its_final_figure_with_a_note():
     assert not REMOTE.search(page)
 
 
-def test_unknown_widget_is_a_note_not_a_placeholder():
-    output = _widget_output("unknown")
-    assert build_site.static_output(output, {}) == 0
-    assert output["data"] == {"text/html": build_site.MISSING_WIDGET}
+def test_other_widgets_become_static_html_and_closed_ones_disappear():
+    bar, closed = _widget_output("bar"), _widget_output("closed")
+    cell = nbformat.v4.new_code_cell("train()")
+    cell.outputs = [bar, closed]
+    notebook = nbformat.v4.new_notebook(cells=[cell])
+    states = {"bar": {"html": 'train 5/5 <progress value="5" max="5"></progress>'}}
+    assert build_site.make_static(notebook, states) == 0
+    assert cell.outputs == [bar]
+    assert bar["data"] == {"text/html": '<div class="course-static-widget">train 5/5 <progress value="5" max="5">'
+                                        '</progress></div>'}
 
 
 def test_plotly_output_is_drawn_by_the_local_plotly_js():
@@ -145,17 +151,21 @@ def test_the_widget_state_is_read_at_the_end_of_the_run(tmp_path):
             "                   readout=lambda s: f\"n is {s['n']}\", n=slider(1, 0, 9, 1, 'n', integer=True))\n"
             "demo"),
         nbformat.v4.new_code_cell("demo.controls['n'].value = 7"),
+        nbformat.v4.new_code_cell("from tqdm.auto import tqdm\nfor _ in tqdm(range(3), desc='steps'):\n    pass"),
     ]
     path = tmp_path / "99_test.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
     notebook, states, _, error = build_site.run_lesson(path, timeout=120)
     assert error is None
-    assert len(notebook.cells) == 2, "the harvesting cell must not stay in the page"
-    (state,) = states.values()
+    assert len(notebook.cells) == 3, "the harvesting cell must not stay in the page"
+    (state,) = [state for state in states.values() if "figure" in state]
     assert state["controls"] == [["n", "7"]]
     assert state["readout"] == "<code>n is 7</code>"
     assert state["figure"]["data"][0]["name"] == "n=7"
     assert build_site.make_static(notebook, states) == 1
+    (progress,) = notebook.cells[2].outputs
+    assert "steps" in progress["data"]["text/html"] and "3/3" in progress["data"]["text/html"]
+    assert "<progress" in progress["data"]["text/html"]
 
 
 # --------------------------------------------------------------------- in the browser
@@ -180,7 +190,7 @@ def site(tmp_path_factory):
     """The whole site, built by scripts/build_site.py (every lesson runs), or $COURSE_SITE_DIR."""
     prebuilt = os.environ.get("COURSE_SITE_DIR")
     if prebuilt:
-        return Path(prebuilt)
+        return Path(prebuilt).resolve()
     out = tmp_path_factory.mktemp("site")
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "build_site.py"), "--out", str(out)],
                             capture_output=True, text=True, timeout=40 * 60)
@@ -249,14 +259,15 @@ def test_lesson_page_offline(lesson, site, browser):
         drawn = page.evaluate("[...document.querySelectorAll('.js-plotly-plot')]"
                               ".filter(p => p.querySelector('.main-svg')).length")
         text = page.inner_text("body")
+        outputs = "\n".join(page.locator(".jp-OutputArea").all_inner_texts())
         assert problems == [], problems
         assert figures >= 1 and drawn == figures, f"{drawn} of {figures} plotly figures drawn"
         assert page.locator(".course-widget .js-plotly-plot").count() == record["widgets"]
         if "Interactive(" in lesson.read_text():
             assert record["widgets"] >= 1, "the lesson builds an Interactive but the page shows none"
         for placeholder in ("Loading widget", "widget-view+json", "Interactive(children", "FigureWidget(",
-                            "not on this static page"):
-            assert placeholder not in text, f"unrendered widget text on the page: {placeholder!r}"
+                            "HBox(children", "VBox(children"):
+            assert placeholder not in outputs, f"unrendered widget text in an output: {placeholder!r}"
         if "$" in "".join(cell.source for cell in nbformat.read(lesson, 4).cells if cell.cell_type == "markdown"):
             assert page.locator("math").count() >= 1
         assert "$$" not in text
