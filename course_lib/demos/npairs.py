@@ -298,10 +298,10 @@ def draw(state):
                          hovertemplate="p(%{x} | anchor) = %{y:.3f}<extra>%{customdata}</extra>"),
                   row=1, col=2)
     fig.update_yaxes(autorange="reversed", row=1, col=1)
-    fig.update_yaxes(range=[0, 1], title_text="probability", row=1, col=2)
+    fig.update_yaxes(range=[0, 1], row=1, col=2)  # the subplot title names it: no axis title by the colour bar
     fig.update_layout(template="plotly_white", height=420, showlegend=False,
                       margin=dict(l=40, r=20, t=70, b=40),
-                      title=f"scale {state['scale']:.2g}, l2_reg {state['l2_reg']:g}: "
+                      title=f"scale {state['scale']:g}, l2_reg {state['l2_reg']:g}: "
                             f"loss {state['loss']:.3f} (CE {state['mean_cross_entropy']:.3f} "
                             f"+ L2 {state['l2_term']:.3f})")
     return fig
