@@ -657,6 +657,30 @@ FIGURE_STATE_JS = r"""
 """
 
 
+def wait_until_idle(page, timeout_ms: int = 20_000) -> bool:
+    """Wait until the kernel is idle (the updates a control move queued are drawn); False on timeout."""
+    try:
+        page.wait_for_function(
+            """() => {
+                const i = document.querySelector('.jp-Notebook-ExecutionIndicator');
+                return i && i.getAttribute('data-status') === 'idle';
+            }""", timeout=timeout_ms)
+    except Exception:
+        return False
+    page.wait_for_timeout(500)   # the last figure message reaches the page
+    return True
+
+
+def wait_for_traces(box, timeout_s: float = 60.0) -> dict:
+    """The figure state once its traces are drawn, or as it is after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = figure_state(box)
+        if state["traces"] + state["points"] > 0 or time.monotonic() > deadline:
+            return state
+        box.page.wait_for_timeout(500)
+
+
 def figure_state(box) -> dict:
     return box.evaluate(FIGURE_STATE_JS)
 

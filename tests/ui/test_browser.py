@@ -100,7 +100,9 @@ def check_interactives(page, name: str, expected: int, screenshot_dir: Path) -> 
         plot = box.locator(".js-plotly-plot .main-svg").first
         expect(plot.count() and plot.is_visible(),
                f"{label}: the plotly figure is not rendered; console: {page.console_errors[:5]}")
-        before = labdriver.figure_state(box)
+        # a FigureWidget's traces can reach the page after its view (the kernel sends them when it
+        # gets to it: seconds on a loaded machine), so wait for them before calling the figure empty
+        before = labdriver.wait_for_traces(box)
         expect(before["traces"] + before["points"] > 0,
                f"{label}: the figure has no traces drawn; browser console: {page.console_errors[:5]}")
 
@@ -119,6 +121,7 @@ def check_interactives(page, name: str, expected: int, screenshot_dir: Path) -> 
             expect(False, f"{label}: no control changed both the readout and the figure: {summary}; "
                           f"readout {tried[0]['before']['readout']!r}")
         moves.append((tried[-1]["before"]["readout"], tried[-1]["after"]["readout"]))
+        labdriver.wait_until_idle(page)   # the screenshot shows the figure of the slider's last value
         box.evaluate("b => b.scrollIntoView({block: 'start'})")
         page.wait_for_timeout(300)
         page.screenshot(path=screenshot_dir / (f"{name}.png" if k == 0 else f"{name}-{k + 1}.png"))
