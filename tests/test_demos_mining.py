@@ -289,3 +289,14 @@ def test_replica_report_agrees_with_course_lib_distributed():
         assert state["library"]["hardest_negative_elsewhere"] == pytest.approx(state["share_hardest_elsewhere"])
         # the per-anchor view the figure draws agrees with the library's share
         assert state["hardest_elsewhere"].mean() == pytest.approx(state["share_hardest_elsewhere"])
+
+
+def test_heatmaps_are_sent_as_lists():
+    """2-D NumPy arrays reach a FigureWidget as binary 2-D typed arrays, which JupyterLab draws
+    as an empty plot (found by tests/ui); the heatmaps hold nested lists instead."""
+    labels = np.repeat(np.arange(8), 4)
+    x = np.random.default_rng(1).normal(size=(32, 3))
+    for fig in (dm.draw_masks(dm.pk_state(8, 4)), dm.draw_replicas(dm.replica_report(labels, x, 2))):
+        heat = fig.data[0]
+        assert not isinstance(heat.z, np.ndarray) and not isinstance(heat.customdata, np.ndarray)
+        assert "bdata" not in str(fig.to_plotly_json()["data"][0]["z"])

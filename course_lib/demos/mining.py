@@ -126,10 +126,12 @@ def draw_masks(state):
         return fig
     codes = np.where(state["positive_mask"], 1, np.where(state["negative_mask"], 2, 0))
     names = np.array(["self", "positive", "negative"])[codes]
+    # Heatmaps get nested lists, not 2-D NumPy arrays: plotly sends those as binary 2-D
+    # typed arrays, which the FigureWidget in JupyterLab draws as an empty plot.
     colorscale = [[0, "#dddddd"], [1 / 3, "#dddddd"], [1 / 3, viz.POSITIVE_COLOR],
                   [2 / 3, viz.POSITIVE_COLOR], [2 / 3, viz.NEGATIVE_COLOR], [1, viz.NEGATIVE_COLOR]]
     fig.add_trace(go.Heatmap(
-        z=codes, zmin=-0.5, zmax=2.5, colorscale=colorscale, showscale=False, customdata=names,
+        z=codes.tolist(), zmin=-0.5, zmax=2.5, colorscale=colorscale, showscale=False, customdata=names.tolist(),
         xgap=1 if state["B"] <= 64 else 0, ygap=1 if state["B"] <= 64 else 0,
         hovertemplate="anchor %{y}, other %{x}: %{customdata}<extra></extra>",
     ))
@@ -461,8 +463,8 @@ def draw_replicas(state):
     scale = []
     for i, (_, color) in enumerate(REPLICA_PAIR_CODES):
         scale += [[i / 5, color], [(i + 1) / 5, color]]
-    fig.add_trace(go.Heatmap(z=codes, zmin=-0.5, zmax=4.5, colorscale=scale, showscale=False,
-                             customdata=names, hovertemplate="anchor %{y}, %{x}: %{customdata}<extra></extra>"),
+    fig.add_trace(go.Heatmap(z=codes.tolist(), zmin=-0.5, zmax=4.5, colorscale=scale, showscale=False,
+                             customdata=names.tolist(), hovertemplate="anchor %{y}, %{x}: %{customdata}<extra></extra>"),
                   row=1, col=1)
     b, anchors = state["B"], np.flatnonzero(state["global_hardest"] >= 0)
     fig.add_trace(go.Scatter(x=state["global_hardest"][anchors], y=anchors, mode="markers",
