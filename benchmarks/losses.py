@@ -5,10 +5,13 @@
 
 Each (loss, B) runs in a fresh subprocess so its peak resident memory is its
 own; "peak MiB" is that process's maximum RSS (TensorFlow itself takes a few
-hundred MiB: compare with the `pairwise_distances` row, the floor). Time is
-the median over repeats of one tf.function call computing the loss and its
-gradient w.r.t. the embeddings, after a warm-up call (tracing). "x floor" is
-the ratio to `pairwise_distances` + its gradient at the same B.
+hundred MiB: compare with the `pairwise_distances` row, the floor). Times are
+medians over repeats of one tf.function call computing the loss and its
+gradient w.r.t. the embeddings, after a warm-up call (tracing): "ms" is wall
+time, "CPU ms" the process's CPU time (user + system, all threads). "x floor"
+is the ratio of CPU times to `pairwise_distances` + its gradient at the same
+B: CPU time barely changes when other processes share the cores, wall time
+does (on an idle machine the two ratios agree).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ CASES = {
 
 
 def measure(case, batch, dim, k, repeats):
-    """Run in the child process: return the median seconds of loss + gradient."""
+    """Run in the child process: the median (wall, CPU) seconds of loss + gradient."""
     import numpy as np
     import tensorflow as tf
 
@@ -62,12 +65,20 @@ def measure(case, batch, dim, k, repeats):
         return v, tape.gradient(v, e)
 
     step(x)[1].numpy()  # trace and warm up
-    times = []
+    walls, cpus = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), cpu_seconds()
         step(x)[1].numpy()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+        walls.append(time.perf_counter() - start)
+        cpus.append(cpu_seconds() - cpu_start)
+    return float(np.median(walls)), float(np.median(cpus))
+
+
+def cpu_seconds():
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_child(case, batch, dim, k, repeats):
@@ -83,9 +94,9 @@ def run_child(case, batch, dim, k, repeats):
 def child_main(case, batch, dim, k, repeats):
     import resource
 
-    seconds = measure(case, int(batch), int(dim), int(k), int(repeats))
+    seconds, cpu = measure(case, int(batch), int(dim), int(k), int(repeats))
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_mib": peak_mib}))
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "peak_mib": peak_mib}))
 
 
 def main(argv=None):
@@ -102,20 +113,20 @@ def main(argv=None):
 
     print(f"loss + gradient, D={args.dim}, P x K batches with K={args.k}, {os.cpu_count()} CPU cores, "
           f"median of {args.repeats}\n")
-    print("| loss | B | ms | x floor | peak MiB |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print("| loss | B | ms | CPU ms | x floor | peak MiB |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for batch in args.sizes:
         floor = None
         for case in args.cases:
             result = run_child(case, batch, args.dim, args.k, args.repeats)
             if "error" in result:
-                print(f"| {case} | {batch} | error: {result['error']} | | |", flush=True)
+                print(f"| {case} | {batch} | error: {result['error']} | | | |", flush=True)
                 continue
             if CASES[case] is None:
-                floor = result["seconds"]
-            ratio = f"{result['seconds'] / floor:.2f}" if floor else ""
-            print(f"| {case} | {batch} | {1e3 * result['seconds']:.1f} | {ratio} | {result['peak_mib']:.0f} |",
-                  flush=True)
+                floor = result["cpu_seconds"]
+            ratio = f"{result['cpu_seconds'] / floor:.2f}" if floor else ""
+            print(f"| {case} | {batch} | {1e3 * result['seconds']:.1f} | {1e3 * result['cpu_seconds']:.1f} | {ratio} "
+                  f"| {result['peak_mib']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

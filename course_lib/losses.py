@@ -167,9 +167,10 @@ def _batch_all(y, d, margin, soft):
 
     def round_sums(p, in_round, d):
         gap = tf.gather(d, p, batch_dims=1)[:, None] - d  # [a, n]
-        valid = tf.cast(neg & in_round[:, None], tf.float32)
-        active = tf.cast(_is_active(gap, margin, soft), tf.float32) * valid
-        return tf.reduce_sum(_hinge(gap, margin, soft) * valid), (tf.reduce_sum(active), tf.reduce_sum(valid))
+        valid = neg & in_round[:, None]
+        active = tf.math.count_nonzero(valid & _is_active(gap, margin, soft), dtype=tf.float32)
+        total = tf.reduce_sum(tf.where(valid, _hinge(gap, margin, soft), 0.0))
+        return total, (active, tf.math.count_nonzero(valid, dtype=tf.float32))
 
     total, (active, valid) = _sum_over_rounds_saving_memory(y, d, round_sums, num_counts=2)
     return tf.math.divide_no_nan(total, valid if soft else active), tf.math.divide_no_nan(active, valid)
@@ -204,6 +205,8 @@ def _sum_over_rounds_saving_memory(labels, wrt, round_sums, num_counts):
 
     initial = (tf.constant(0.0), (tf.constant(0.0),) * num_counts, tf.zeros_like(fixed))
     value, counts, grad = miners.over_positive_rounds(labels, per_round, initial)
+    # stop_gradient: autodiff never enters the loop, so TensorFlow keeps no per-round tensors for it.
+    value, grad = tf.stop_gradient(value), tf.stop_gradient(grad)
     return value + tf.reduce_sum(grad * (wrt - fixed)), counts
 
 

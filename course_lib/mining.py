@@ -148,9 +148,9 @@ def over_positive_rounds(labels, per_round, initial):
         p = tf.gather(order, tf.minimum(entry, last))
         return r + 1, per_round(p, positives > r, state)
 
-    _, state = tf.while_loop(
+    _, state = tf.while_loop(  # one round at a time: O(B^2) memory, not one [B, B] pass per round
         lambda r, _: r < tf.reduce_max(positives), body, (tf.constant(0), initial),
-        maximum_iterations=tf.size(y),
+        maximum_iterations=tf.size(y), parallel_iterations=1,
     )
     return state
 
