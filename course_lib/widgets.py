@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 
 import ipywidgets as widgets
+import numpy as np
 import plotly.graph_objects as go
 
 
@@ -33,7 +34,7 @@ class Interactive(widgets.VBox):
         self.compute, self.draw, self.readout_text = compute, draw, readout
         self.controls = controls
         self.state = compute(**self.values)
-        self.figure = go.FigureWidget(draw(self.state))
+        self.figure = go.FigureWidget(as_nested_lists(draw(self.state)))
         self.readout = widgets.HTML(self._readout_html())
         self.readout.add_class("course-readout")
         for control in controls.values():
@@ -63,6 +64,7 @@ def replace_figure(target, figure):
     new figure lacks (a title, a shape) would stay on the page while Python
     thinks it is gone: those keys are cleared first (tests/ui catches this).
     """
+    figure = as_nested_lists(figure)
     stale = _stale_paths(target.layout.to_plotly_json(), figure.layout.to_plotly_json())
     if stale:
         target.plotly_relayout({path: None for path in stale})
@@ -71,6 +73,25 @@ def replace_figure(target, figure):
         target.add_traces(list(figure.data))
         target.layout = figure.layout
     return target
+
+
+def as_nested_lists(figure):
+    """``figure`` with every array of rank >= 2 in its traces as nested lists.
+
+    plotly sends NumPy arrays as binary typed arrays; a FigureWidget in
+    JupyterLab draws one of rank >= 2 (a heat map's or an image's ``z``) as
+    an empty plot, seconds after a correct first view or not at all (found
+    by tests/ui). Nested lists always render; 1-D arrays stay binary (fast).
+    """
+    return go.Figure(data=[_lists(trace.to_plotly_json()) for trace in figure.data], layout=figure.layout)
+
+
+def _lists(value):
+    if isinstance(value, np.ndarray) and value.ndim >= 2:
+        return value.tolist()
+    if isinstance(value, dict):
+        return {key: _lists(item) for key, item in value.items()}
+    return value
 
 
 def _stale_paths(old, new, prefix=""):

@@ -61,3 +61,27 @@ def test_slider_and_dropdown_kinds():
     assert isinstance(s, widgets.widgets.FloatSlider) and s.continuous_update is False
     d = widgets.dropdown("hard", ["all", "hard"], "mining")
     assert d.value == "hard" and list(d.options) == ["all", "hard"]
+
+
+def test_arrays_of_rank_two_or_more_reach_the_widget_as_nested_lists():
+    """A FigureWidget in JupyterLab draws a binary 2-D (or 3-D) typed array as an empty plot
+    (tests/ui found it for heat maps and images); Interactive sends such arrays as lists."""
+    import numpy as np
+    import plotly.io as pio
+
+    image = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+
+    def draw_image(state):
+        return go.Figure([go.Image(z=image * state["k"]),
+                          go.Heatmap(z=np.eye(3) * state["k"]),
+                          go.Scatter(x=np.arange(3), y=np.arange(3.0))])
+
+    demo = widgets.Interactive(lambda k: {"k": k}, draw_image, k=widgets.slider(1, 1, 2, 1, "k", integer=True))
+    for _ in range(2):
+        data = pio.to_json(demo.figure)
+        z_image, z_heat = (demo.figure.data[i].to_plotly_json()["z"] for i in (0, 1))
+        assert not isinstance(z_image, np.ndarray) and not isinstance(z_heat, np.ndarray)
+        assert np.array_equal(np.asarray(z_image), image * demo.state["k"])
+        assert np.array_equal(np.asarray(z_heat), np.eye(3) * demo.state["k"])
+        assert '"z":{"dtype"' not in data.replace(" ", "")  # no binary z left
+        demo.controls["k"].value = 2
