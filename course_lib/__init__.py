@@ -2,10 +2,10 @@
 
 Modules, one concept each:
 
-=================  ===========================================================
+=================  ==========================================================================
 ``distances``      pairwise distance matrices (euclidean, squared, cosine)
 ``mining``         positive/negative masks and triplet miners (all/hard/semi-hard)
-``losses``         contrastive, triplet, N-pairs, angular (functions + Keras classes)
+``losses``         contrastive, triplet, N-pairs, angular, SupCon, NT-Xent, multi-similarity
 ``data``           offline MNIST / Fashion-MNIST and the P x K batch sampler
 ``models``         the CNN embedding network and its classifier twin
 ``training``       the training loop with diagnostics (active triplets, collapse)
@@ -17,7 +17,7 @@ Modules, one concept each:
 ``exercises``      self-checks for the lessons' exercises
 ``config``         fast / full course profiles
 ``options``        option names and choices (no TensorFlow: the CLI's --help)
-=================  ===========================================================
+=================  ==========================================================================
 """
 
 import importlib.abc
