@@ -67,9 +67,7 @@ FILES = {
 }
 
 
-# ---------------------------------------------------------------------------
-# entry point
-# ---------------------------------------------------------------------------
+# --------------------------------------------------------------- entry point
 def main(argv=None):
     """Run ``python -m course_lib ...`` with ``argv`` (default: ``sys.argv[1:]``).
 
@@ -113,9 +111,7 @@ def build_parser():
     return parser
 
 
-# ---------------------------------------------------------------------------
-# train: options
-# ---------------------------------------------------------------------------
+# ------------------------------------------------------------ train: options
 def add_train_command(commands):
     files = "\n".join(f"  {name:<16} {text}" for name, text in FILES.items())
     parser = commands.add_parser(
@@ -290,9 +286,7 @@ def train_settings(args):
     }
 
 
-# ---------------------------------------------------------------------------
-# train: the run
-# ---------------------------------------------------------------------------
+# ------------------------------------------------------------ train: the run
 def run_train(args):
     """Train, evaluate on the test split, and write the run's files."""
     from course_lib import data, models, retrieval, training
@@ -402,9 +396,7 @@ def write_plots(out, embeddings, labels, images, settings, metrics, class_names)
     projection.write_projector_files(out, embeddings, labels, class_names)
 
 
-# ---------------------------------------------------------------------------
-# evaluate
-# ---------------------------------------------------------------------------
+# ------------------------------------------------------------------ evaluate
 def add_evaluate_command(commands):
     parser = commands.add_parser(
         "evaluate",
@@ -477,9 +469,7 @@ def embed_test_split(run_dir, settings, source):
     return embeddings, labels[keep]
 
 
-# ---------------------------------------------------------------------------
-# printing
-# ---------------------------------------------------------------------------
+# ------------------------------------------------------------------ printing
 def json_metrics(metrics):
     """The dict of retrieval.evaluate as metrics.json stores it (recall@k keys as strings)."""
     return {**metrics, "recall_at_k": {str(k): v for k, v in metrics["recall_at_k"].items()}}

@@ -93,10 +93,7 @@ class DatasetInfo:
     num_examples: int
 
 
-# ---------------------------------------------------------------------------
-# Loading
-# ---------------------------------------------------------------------------
-
+# ------------------------------------------------------------------- Loading
 
 def load_dataset(name, split="train", source="auto", *, bundled_dir=None, return_info=False, verbose=True):
     """Load MNIST or Fashion-MNIST as ``(images uint8 [N, 28, 28], labels int64 [N])``.
@@ -365,10 +362,7 @@ def pick_subset(n, size, seed):
     return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
 
 
-# ---------------------------------------------------------------------------
-# Model input and P x K batches
-# ---------------------------------------------------------------------------
-
+# --------------------------------------------- Model input and P x K batches
 
 def to_float(images):
     """uint8 images [..., 28, 28] -> float32 model input [..., 28, 28, 1] in [0, 1].

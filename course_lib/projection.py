@@ -39,9 +39,7 @@ from course_lib.options import check_choice
 _HOVER_TEMPLATE = "%{text}<extra></extra>"
 
 
-# ---------------------------------------------------------------------------
-# projection
-# ---------------------------------------------------------------------------
+# ---------------------------------------------------------------- projection
 def project(embeddings, method="pca", dim=2, seed=0):
     """Project embeddings [N, D] to float32 coordinates [N, dim].
 
@@ -113,9 +111,7 @@ def _as_points(embeddings):
     return x
 
 
-# ---------------------------------------------------------------------------
-# plotly figure
-# ---------------------------------------------------------------------------
+# ------------------------------------------------------------- plotly figure
 def embedding_figure(coords, labels, class_names=None, images=None, title=None):
     """An interactive scatter plot of projected embeddings: a plotly ``go.Figure``.
 
@@ -182,9 +178,7 @@ def _check_images(images, n):
     return images
 
 
-# ---------------------------------------------------------------------------
-# standalone HTML page
-# ---------------------------------------------------------------------------
+# ------------------------------------------------------ standalone HTML page
 def image_data_uri(image):
     """A grayscale uint8 image [height, width] as a ``data:image/png;base64,...`` URI.
 
@@ -274,9 +268,7 @@ def write_html(fig, path, images=None):
     return path
 
 
-# ---------------------------------------------------------------------------
-# TensorBoard Embedding Projector
-# ---------------------------------------------------------------------------
+# ------------------------------------------- TensorBoard Embedding Projector
 def write_projector_files(directory, embeddings, labels, class_names=None):
     """Write ``embeddings.tsv`` and ``metadata.tsv`` for the Embedding Projector.
 

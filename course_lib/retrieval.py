@@ -60,9 +60,7 @@ __all__ = ["METRICS", "evaluate", "nearest"]
 _BLOCK_ENTRIES = 2**25
 
 
-# ---------------------------------------------------------------------------
-# public API
-# ---------------------------------------------------------------------------
+# ---------------------------------------------------------------- public API
 def evaluate(embeddings, labels, gallery_embeddings=None, gallery_labels=None,
              ks=(1, 5, 10), metric="euclidean", chunk_size=None):
     """Precision@1, recall@k, R-precision and MAP@R of a set of embeddings.
@@ -167,9 +165,7 @@ def nearest(query_embeddings, gallery_embeddings, k, metric="euclidean",
     return indices, distances
 
 
-# ---------------------------------------------------------------------------
-# the per-query metrics
-# ---------------------------------------------------------------------------
+# ----------------------------------------------------- the per-query metrics
 def _query_scores(matches, r, ks):
     """Per-query metrics from the ranked neighbour lists.
 
@@ -193,9 +189,7 @@ def _query_scores(matches, r, ks):
     ])
 
 
-# ---------------------------------------------------------------------------
-# exact, chunked nearest-neighbour search
-# ---------------------------------------------------------------------------
+# ----------------------------------- exact, chunked nearest-neighbour search
 def _search(queries, gallery, metric, leave_one_out, chunk_size, n_neighbours):
     """Yield ``(rows, neighbours, block)`` chunk by chunk.
 
@@ -310,9 +304,7 @@ def _smallest_k(block, k):
     return np.take_along_axis(columns, order, axis=1).astype(np.int64)
 
 
-# ---------------------------------------------------------------------------
-# input checks
-# ---------------------------------------------------------------------------
+# -------------------------------------------------------------- input checks
 def _query_and_gallery(embeddings, gallery_embeddings, name="embeddings"):
     """(queries, gallery, leave_one_out) as float32 [N, D] / [G, D] arrays."""
     queries = _as_embeddings(embeddings, name)
