@@ -34,7 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from course_lib import distributed, losses, retrieval
+from course_lib import augment, distributed, losses, retrieval
 from course_lib.data import pick_subset, pk_batch_plan, to_float
 from course_lib.distances import pairwise_distances
 from course_lib.losses import masked_mean
@@ -227,7 +227,7 @@ class _Monitor:
                 f"{self.history.collapse}. Try semi-hard instead of hard mining or a lower learning "
                 "rate; with hard mining, smaller batches also help (a smaller margin does not: "
                 "every batch-hard triplet is active until the embedding separates).",
-                RuntimeWarning, stacklevel=3)
+                RuntimeWarning, stacklevel=4)  # the caller of train()
 
     def final_metrics(self):
         return retrieval.evaluate(embed(self.embedder, self.images), self.labels) if self.enabled else {}
@@ -237,7 +237,7 @@ class _Monitor:
 def train(model, train_images, train_labels, *, loss="triplet", loss_options=None, eval_images=None,
           eval_labels=None, epochs=5, classes_per_batch=8, samples_per_class=8, steps_per_epoch=None,
           learning_rate=1e-3, seed=0, eval_size=2000, snapshot_size=0, strategy=None, cross_replica=True,
-          progress=True):
+          progress=True, on_epoch=None):
     """Train ``model`` with one of :data:`LOSSES` on P x K batches; return a :class:`History`.
 
     ``loss_options`` go to the loss (``{"mining": "hard", "margin": 0.2}``; the
@@ -249,6 +249,9 @@ def train(model, train_images, train_labels, *, loss="triplet", loss_options=Non
     (the default) gathers all replicas' embeddings and labels, so that mining,
     the loss and the batch statistics use the global P x K batch, as on one
     device; with ``False`` each replica mines its own slice of P/R classes.
+    ``progress`` shows a tqdm bar; ``on_epoch(record)``, if given, is called
+    with each :class:`EpochRecord` as soon as its epoch ends (the command line
+    prints its table from it, with ``progress=False``).
     """
     options = {**(losses.defaults(loss) if LOSSES.get(loss) else {}), **(loss_options or {})}
     objective = make_objective(loss, **options)
@@ -263,7 +266,13 @@ def train(model, train_images, train_labels, *, loss="triplet", loss_options=Non
         num_batches=per_epoch * epochs))
     history = History(loss_name=loss, options=options)
     monitor = _Monitor(embedding_model(model), eval_images, eval_labels, eval_size, snapshot_size, seed, history)
-    bar = _progress_bar(epochs * per_epoch, progress, loss)
+    return _run_epochs(step, batches, epochs, per_epoch, history, monitor, _stuck_at(loss, options),
+                       progress, on_epoch)
+
+
+def _run_epochs(step, batches, epochs, per_epoch, history, monitor, stuck_at, progress, on_epoch):
+    """The epoch loop of :func:`train` and :func:`train_self_supervised`: fills and returns ``history``."""
+    bar = _progress_bar(epochs * per_epoch, progress, history.loss_name)
     for epoch in range(1, epochs + 1):
         start, sums = time.perf_counter(), np.zeros(4)
         for _ in range(per_epoch):
@@ -274,7 +283,9 @@ def train(model, train_images, train_labels, *, loss="triplet", loss_options=Non
         history.records.append(record)
         bar.set_postfix(loss=f"{record.loss:.3f}", active=f"{record.active_fraction:.2f}",
                         p_at_1=f"{record.metrics.get('precision_at_1', math.nan):.3f}")
-        monitor.check_collapse(record, _stuck_at(loss, options))
+        monitor.check_collapse(record, stuck_at)
+        if on_epoch is not None:
+            on_epoch(record)
     bar.close()
     history.final_metrics = monitor.final_metrics()
     return history
@@ -284,6 +295,56 @@ def _progress_bar(total, enabled, description):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=f"train {description}", unit="step", leave=True, disable=not enabled)
+
+
+# ---------------------------------------------------- train without labels
+#: Every loss but cross-entropy can take an image's index as its label (two samples per label).
+SELF_SUPERVISED_LOSSES = tuple(name for name in LOSSES if name != "cross_entropy")
+#: What the label-free run changes in a loss's own defaults. NT-Xent's and SupCon's t = 0.1
+#: suits labelled batches; on two views per image it fell below raw pixels on MNIST, while
+#: t = 0.5 (SimCLR's CIFAR-10 value) reached about twice their MAP@R (lesson 10).
+SELF_SUPERVISED_LOSS_DEFAULTS = {"temperature": 0.5}
+
+
+def self_supervised_defaults(loss):
+    """The options :func:`train_self_supervised` gives ``loss`` unless told otherwise."""
+    check_choice("loss", loss, SELF_SUPERVISED_LOSSES)
+    return {key: SELF_SUPERVISED_LOSS_DEFAULTS.get(key, value) for key, value in losses.defaults(loss).items()}
+
+
+def train_self_supervised(model, images, *, loss="nt-xent", loss_options=None, eval_images=None,
+                          eval_labels=None, epochs=5, batch_size=256, strength=0.7, steps_per_epoch=None,
+                          learning_rate=1e-3, seed=0, eval_size=2000, class_labels=None, progress=True,
+                          on_epoch=None):
+    """Train ``model`` on two augmented views per image, without labels (SimCLR); return a :class:`History`.
+
+    Each batch takes ``batch_size`` distinct images and two views of each
+    (:func:`course_lib.augment.view_pairs` at augmentation ``strength``):
+    2b rows, and both views of image i get label i, its index. So every view
+    has exactly one positive, its twin, and 2b - 2 negatives; with NT-Xent
+    this is SimCLR's loss. No class label enters training: ``eval_images`` /
+    ``eval_labels`` only score retrieval, as in :func:`train`.
+    ``loss_options`` override :func:`self_supervised_defaults`. An epoch is
+    one pass, len(images) // batch_size steps, unless ``steps_per_epoch``.
+    ``class_labels`` (one class id per image), when given, label each view by
+    its image's class instead: SupCon's supervised variant, no longer label-free.
+    One device (no ``strategy``). ``progress``, ``on_epoch``: as in :func:`train`.
+    """
+    options = {**self_supervised_defaults(loss), **(loss_options or {})}
+    objective = make_objective(loss, **options)
+    optimizer = keras.optimizers.Adam(learning_rate)
+    step = distributed.make_train_step(tf.distribute.get_strategy(), model, objective, optimizer)
+    views = augment.view_pairs(images, batch_size, seed=seed, strength=strength)
+    if class_labels is not None:
+        classes = np.asarray(class_labels).reshape(-1)
+        if len(classes) != len(images):
+            raise ValueError(f"`class_labels` needs one label per image ({len(images)}), got {len(classes)}.")
+        classes = tf.constant(classes)
+        views = views.map(lambda x, ids: (x, tf.gather(classes, ids)))
+    history = History(loss_name=loss, options=options)
+    monitor = _Monitor(embedding_model(model), eval_images, eval_labels, eval_size, 0, seed, history)
+    return _run_epochs(step, iter(views), epochs, steps_per_epoch or len(images) // batch_size, history,
+                       monitor, _stuck_at(loss, options), progress, on_epoch)
 
 
 def epoch_seconds(history):

@@ -29,14 +29,11 @@ And the lesson's run: :func:`train_contrastive` (label-free training) and
 
 from __future__ import annotations
 
-import time
-
-import keras
 import numpy as np
 import plotly.graph_objects as go
-import tensorflow as tf
 
-from course_lib import augment, losses, models, retrieval
+from course_lib import augment, models, retrieval, training
+from course_lib.options import defaults_of
 from course_lib.viz import NEGATIVE_COLOR, POSITIVE_COLOR, image_grid
 
 __all__ = [
@@ -186,45 +183,33 @@ def draw_similarity_matrix(state):
 
 
 # ---------------------------------------------------------------- training
-def train_contrastive(images, *, epochs=10, batch_size=256, temperature=0.5, strength=1.0,
-                      learning_rate=1e-3, embedding_dim=64, width=32, seed=0, labels=None, progress=True):
-    """Train :func:`course_lib.models.embedding_network` with NT-Xent on two views per image.
+def train_contrastive(images, *, temperature=None, embedding_dim=64, width=32, seed=0, labels=None,
+                      progress=True, **options):
+    """Train a fresh :func:`course_lib.models.embedding_network` with NT-Xent on two views per image.
 
-    Label = the image's index in the batch, so no class label is used;
-    ``labels`` (class ids) switch to SupCon with those labels instead (the
-    supervised variant: every view of the class is a positive).
+    The loop is :func:`course_lib.training.train_self_supervised` (what
+    ``python -m course_lib train --self-supervised`` runs): label = the
+    image's index in the batch, so no class label is used. ``labels`` (class
+    ids) switch to SupCon with those labels instead (the supervised variant:
+    every view of the class is a positive). ``temperature`` None takes the
+    label-free default (``training.SELF_SUPERVISED_LOSS_DEFAULTS``); ``options``
+    (``epochs``, ``batch_size``, ``strength``, ``learning_rate``, ...) go to
+    ``train_self_supervised``, whose defaults they keep when left out.
+    Prints one line per epoch with ``progress``.
     Returns ``(model, history)``, history = {"loss": [...], "seconds": [...]} per epoch.
     """
     model = models.embedding_network(embedding_dim, width=width, seed=seed)
-    optimizer = keras.optimizers.Adam(learning_rate)
-    classes = None if labels is None else tf.constant(np.asarray(labels).reshape(-1))
+    loss = "nt-xent" if labels is None else "supcon"
+    name = {"nt-xent": "NT-Xent", "supcon": "SupCon"}[loss]
+    epochs = options.get("epochs", defaults_of(training.train_self_supervised)["epochs"])
 
-    @tf.function
-    def step(views, ids):
-        with tf.GradientTape() as tape:
-            z = model(views, training=True)
-            if classes is None:
-                loss = losses.nt_xent_loss(ids, z, temperature=temperature)
-            else:
-                loss = losses.supcon_loss(tf.gather(classes, ids), z, temperature=temperature)
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
+    def show(record):
+        print(f"epoch {record.epoch}/{epochs}: {name} {record.loss:.3f}, {record.seconds:.1f} s")
 
-    history = {"loss": [], "seconds": []}
-    per_epoch = len(images) // batch_size
-    batches = iter(augment.view_pairs(images, batch_size, seed=seed, strength=strength, epochs=epochs))
-    for epoch in range(1, epochs + 1):
-        start, total = time.perf_counter(), 0.0
-        for _ in range(per_epoch):
-            total += float(step(*next(batches)))
-        history["loss"].append(total / per_epoch)
-        history["seconds"].append(time.perf_counter() - start)
-        if progress:
-            print(f"epoch {epoch}/{epochs}: NT-Xent {history['loss'][-1]:.3f}, {history['seconds'][-1]:.1f} s"
-                  if classes is None else
-                  f"epoch {epoch}/{epochs}: SupCon {history['loss'][-1]:.3f}, {history['seconds'][-1]:.1f} s")
-    return model, history
+    history = training.train_self_supervised(
+        model, images, loss=loss, loss_options=None if temperature is None else {"temperature": temperature},
+        seed=seed, class_labels=labels, progress=False, on_epoch=show if progress else None, **options)
+    return model, {"loss": history["loss"], "seconds": history["seconds"]}
 
 
 def embed(model, images, layer=None, batch_size=1000):
