@@ -1,10 +1,14 @@
 """Command line: train an embedding and evaluate it without writing code.
 
     python -m course_lib train --dataset fashion_mnist --loss triplet --mining semi-hard --epochs 5
+    python -m course_lib train --dataset mnist --loss nt-xent --self-supervised
     python -m course_lib evaluate runs/fashion_mnist-triplet-20250101-120000
     python -m course_lib train --help
 
-``train`` writes everything about a run into one folder (``--out``):
+``train`` prints one line per epoch (loss, active triplets, distances,
+precision@1 on part of the test split, seconds) and a summary; ``--quiet``
+prints nothing but errors and warnings, on stderr. It writes everything about
+a run into one folder (``--out``):
 
     metrics.json          retrieval metrics on the test split, the settings, per-epoch history
     model.keras           the trained model: keras.models.load_model("model.keras")
@@ -24,16 +28,20 @@ line and returns the exit status: 0 done, 1 failed, 2 bad options.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import math
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 # Names and choices come from course_lib.options, which imports no TensorFlow:
 # `--help` answers at once. TensorFlow is imported only when a command runs.
-from course_lib.options import DATASETS, LOSSES, METRICS, PROJECTIONS, SOURCES
+from course_lib.options import DATASETS, DISTRIBUTE, LOSSES, METRICS, PROJECTIONS, SOURCES
 from course_lib.options import STRATEGIES as MINING
 
 NUM_CLASSES = 10
@@ -51,6 +59,10 @@ LOSS_OPTIONS = {
     "--temperature": ("temperature", ("supcon", "nt-xent")),
 }
 MODEL_OPTIONS = ("--embedding-dim", "--l2-normalize")  # every loss but cross_entropy
+# An image's index as its only label (two views each) suits every loss but cross_entropy:
+# training.SELF_SUPERVISED_LOSSES, which owns the defaults of --strength and --batch-size.
+SELF_SUPERVISED_LOSSES = RANKING_LOSSES
+SELF_SUPERVISED_OPTIONS = ("--strength", "--batch-size")
 
 # Enough for the README targets on 2 CPU cores: MNIST P@1 >= 0.97, Fashion-MNIST >= 0.85.
 DEFAULT_EPOCHS = {"mnist": 5, "fashion_mnist": 10}
@@ -83,7 +95,8 @@ def main(argv=None):
     except SystemExit as stop:  # argparse exits after --help (0) and on bad options (2)
         return stop.code or 0
     try:
-        return args.run(args)
+        with contextlib.redirect_stdout(io.StringIO()) if getattr(args, "quiet", False) else contextlib.nullcontext():
+            return args.run(args)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -99,6 +112,7 @@ def build_parser():
             "  python -m course_lib train --loss triplet --mining semi-hard --epochs 5\n"
             "  python -m course_lib train --dataset mnist --loss contrastive --margin 1.0\n"
             "  python -m course_lib train --dataset mnist --loss supcon --temperature 0.1\n"
+            "  python -m course_lib train --dataset mnist --loss nt-xent --self-supervised\n"
             "  python -m course_lib evaluate runs/fashion_mnist-triplet-20250101-120000\n"
             "\n"
             "'python -m course_lib train --help' lists every training option."
@@ -131,6 +145,7 @@ def add_train_command(commands):
                             "auto: full when it is on this machine, else bundled (default: auto)")
 
     add_loss_options(parser)
+    add_self_supervised_options(parser)
     add_training_options(parser)
 
 
@@ -161,6 +176,19 @@ def add_loss_options(parser):
 
 
 
+def add_self_supervised_options(parser):
+    group = parser.add_argument_group("self-supervised (class labels are not used for training, "
+                                      "only to score retrieval)")
+    group.add_argument("--self-supervised", action="store_true", default=None,
+                       help="two augmented views of each training image, labelled by the image's "
+                            "index (SimCLR); --temperature defaults to 0.5; not with cross_entropy")
+    group.add_argument("--strength", type=float, metavar="S",
+                       help="augmentation strength of the views: rotation, shift, erasing, noise "
+                            "(default: 0.7)")
+    group.add_argument("--batch-size", type=int, metavar="B",
+                       help="images per batch, 2 views each (default: 256)")
+
+
 def add_training_options(parser):
     group = parser.add_argument_group("model")
     group.add_argument("--embedding-dim", type=int, metavar="D",
@@ -182,6 +210,10 @@ def add_training_options(parser):
                        help="Adam's learning rate (default: 0.001)")
     group.add_argument("--seed", type=int, default=0, metavar="N",
                        help="seed of the weights, the batches and the plot (default: 0)")
+    group.add_argument("--strategy", choices=DISTRIBUTE, default="default",
+                       help="default: one device; mirrored: every local GPU; multi-worker: every "
+                            "machine named in the environment variable TF_CONFIG, same command on "
+                            "each, worker 0 writes --out (default: default)")
 
     group = parser.add_argument_group("output")
     group.add_argument("--out", metavar="DIR",
@@ -195,6 +227,8 @@ def add_training_options(parser):
     group.add_argument("--eval-limit", type=int, metavar="N",
                        help="score a random subset of N test images, for quick trials "
                             "(default: the whole test split)")
+    group.add_argument("--quiet", action="store_true",
+                       help="print nothing but errors and warnings (on stderr), for scripts")
 
 
 def check_train_args(args):
@@ -223,11 +257,22 @@ def check_train_args(args):
         return "--plot-points must be >= 10"
     if args.eval_limit is not None and args.eval_limit < 20:
         return "--eval-limit must be >= 20"
+    if args.strength is not None and not args.strength >= 0:
+        return "--strength must be >= 0"
+    if args.batch_size is not None and args.batch_size < 2:
+        return "--batch-size must be >= 2"
     applies = {option: losses for option, (_, losses) in LOSS_OPTIONS.items()}
     applies.update(dict.fromkeys(MODEL_OPTIONS, RANKING_LOSSES))
+    applies["--self-supervised"] = SELF_SUPERVISED_LOSSES
     for option, losses in applies.items():
         if _given(args, option) is not None and args.loss not in losses:
             return f"{option} applies to --loss {' or '.join(losses)}, not to --loss {args.loss}"
+    for option in SELF_SUPERVISED_OPTIONS:
+        if _given(args, option) is not None and not args.self_supervised:
+            return f"{option} applies to --self-supervised runs only"
+    for option in ("--classes-per-batch", "--samples-per-class"):  # P x K: class labels
+        if args.self_supervised and _given(args, option) != args.parser.get_default(option[2:].replace("-", "_")):
+            return f"{option} does not apply to --self-supervised runs (their batches: --batch-size)"
     if args.soft and args.margin is not None:
         return "--margin has no effect with --soft (the soft margin has none): give one of them"
     return None
@@ -242,12 +287,14 @@ def loss_options(args):
 
     Only the options the command line has a flag for; the triplet loss's
     margin is left out with --soft (which ignores it), and so is soft=False.
+    With --self-supervised, the label-free defaults (temperature 0.5).
     """
     if args.loss == "cross_entropy":
         return {}
     from course_lib.losses import defaults
+    from course_lib.training import self_supervised_defaults
 
-    options = defaults(args.loss)
+    options = self_supervised_defaults(args.loss) if args.self_supervised else defaults(args.loss)
     for option, (keyword, losses) in LOSS_OPTIONS.items():
         if args.loss in losses and _given(args, option) is not None:
             options[keyword] = _given(args, option)
@@ -279,6 +326,8 @@ def train_settings(args):
         "steps_per_epoch": args.steps_per_epoch,
         "learning_rate": args.learning_rate,
         "seed": args.seed,
+        "strategy": args.strategy,
+        **self_supervised_settings(args),
         "metric": args.metric or defaults_of(evaluate)["metric"],  # the distance that scores retrieval
         "eval_limit": args.eval_limit,
         "projection": args.projection,
@@ -286,12 +335,28 @@ def train_settings(args):
     }
 
 
+def self_supervised_settings(args):
+    """``self_supervised``; with it the views' ``batch_size`` and ``augmentation``, and no P x K."""
+    if not args.self_supervised:
+        return {"self_supervised": False}
+    from course_lib.augment import AUGMENT_DEFAULTS
+    from course_lib.options import defaults_of
+    from course_lib.training import train_self_supervised
+
+    defaults = defaults_of(train_self_supervised)
+    strength = defaults["strength"] if args.strength is None else args.strength
+    return {"self_supervised": True, "classes_per_batch": None, "samples_per_class": None,
+            "batch_size": args.batch_size or defaults["batch_size"],
+            "augmentation": {"strength": strength, **AUGMENT_DEFAULTS}}
+
+
 # ------------------------------------------------------------ train: the run
 def run_train(args):
     """Train, evaluate on the test split, and write the run's files."""
-    from course_lib import data, models, retrieval, training
+    from course_lib import data, distributed, models, retrieval, training
 
     settings = train_settings(args)
+    strategy = distributed.make_strategy(args.strategy)  # first: multi-worker sets up TensorFlow's collectives
     out = Path(args.out or default_out_dir(args.dataset, args.loss))
     train_images, train_labels, train_info = data.load_dataset(
         args.dataset, "train", args.source, return_info=True)
@@ -301,14 +366,16 @@ def run_train(args):
     test_images, test_labels = test_images[keep], test_labels[keep]
 
     print(describe_run(settings, len(train_labels)))
-    start = time.perf_counter()
-    model, history = train_model(settings, train_images, train_labels, test_images, test_labels)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    model, history = train_model(settings, train_images, train_labels, test_images, test_labels, strategy)
     seconds = time.perf_counter() - start
     embeddings = training.embed(models.embedding_model(model), test_images)
     metrics = json_metrics(retrieval.evaluate(embeddings, test_labels, metric=settings["metric"]))
-    print(f"\nTrained in {seconds:.1f} s. Retrieval on {len(test_labels):,} test images, "
-          f"{settings['metric']} distance:")
+    print(f"\nTrained in {seconds:.1f} s ({time.process_time() - cpu_start:.1f} s of CPU). "
+          f"Retrieval on {len(test_labels):,} test images, {settings['metric']} distance:")
     print(metrics_table(metrics))
+    if history.collapse:  # on stderr with --quiet, which silences the rest
+        print(f"warning: {history.collapse}", file=sys.stderr if args.quiet else sys.stdout)
 
     sources = {
         "train": data.describe(train_info), "test": data.describe(test_info),
@@ -317,6 +384,10 @@ def run_train(args):
     }
     record = {**metrics, "seconds": round(seconds, 3), "settings": settings, "data": sources,
               "history": history.to_dict()["records"], "collapse": history.collapse}
+    if not distributed.is_chief(strategy):  # same weights as the chief's: nothing to add
+        resolver = strategy.cluster_resolver
+        print(f"\n{resolver.task_type} {resolver.task_id} is not the chief: the chief writes the files.")
+        return 0
     save_run(out, model, embeddings, test_labels, record)
     write_plots(out, embeddings, test_labels, test_images, settings, metrics,
                 data.class_names(args.dataset))
@@ -327,26 +398,43 @@ def run_train(args):
     return 0
 
 
-def train_model(settings, train_images, train_labels, test_images, test_labels):
-    """A fresh model trained with ``settings``, and its History (printed as a table)."""
+def train_model(settings, train_images, train_labels, test_images, test_labels, strategy=None):
+    """A fresh model trained with ``settings``, and its History (printed as a table, row by row).
+
+    ``strategy``: a ``tf.distribute`` strategy (:func:`course_lib.distributed.make_strategy`),
+    whose scope builds the model; None for one device.
+    """
+    import tensorflow as tf
+
     from course_lib import models, training
     from course_lib.data import pick_subset
 
     seed = settings["seed"]
-    if settings["loss"] == "cross_entropy":
-        model = models.classifier_network(num_classes=NUM_CLASSES, seed=seed)
-    else:
-        model = models.embedding_network(settings["embedding_dim"], settings["l2_normalize"], seed=seed)
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        if settings["loss"] == "cross_entropy":
+            model = models.classifier_network(num_classes=NUM_CLASSES, seed=seed)
+        else:
+            model = models.embedding_network(settings["embedding_dim"], settings["l2_normalize"], seed=seed)
     monitor = pick_subset(len(test_labels), MONITOR_SIZE, seed)
-    history = training.train(
-        model, train_images, train_labels, loss=settings["loss"], loss_options=settings["loss_options"],
-        eval_images=test_images[monitor], eval_labels=test_labels[monitor], eval_size=MONITOR_SIZE,
-        **{key: settings[key] for key in ("epochs", "classes_per_batch", "samples_per_class",
-                                          "steps_per_epoch", "learning_rate", "seed")},
+    common = dict(
+        loss=settings["loss"], loss_options=settings["loss_options"], eval_images=test_images[monitor],
+        eval_labels=test_labels[monitor], eval_size=MONITOR_SIZE, progress=False,
+        on_epoch=lambda record: print(epoch_row(record), flush=True),
+        **{key: settings[key] for key in ("epochs", "steps_per_epoch", "learning_rate", "seed")},
     )
-    print(history_table(history, len(monitor)))
-    if history.collapse:
-        print(f"warning: {history.collapse}")
+    print(EPOCH_HEADER, flush=True)
+    with warnings.catch_warnings():  # a collapse is reported in the summary instead
+        warnings.filterwarnings("ignore", r"epoch \d+: embedding collapsed", RuntimeWarning)
+        if settings["self_supervised"]:  # no class labels
+            history = training.train_self_supervised(
+                model, train_images, batch_size=settings["batch_size"],
+                strength=settings["augmentation"]["strength"], **common)
+        else:
+            history = training.train(
+                model, train_images, train_labels, classes_per_batch=settings["classes_per_batch"],
+                samples_per_class=settings["samples_per_class"], strategy=strategy, **common)
+    print(epoch_note(len(monitor)))
     return model, history
 
 
@@ -371,6 +459,12 @@ def describe_run(settings, num_train):
     options = ", ".join(f"{key}={value}" for key, value in settings["loss_options"].items())
     loss = f"{settings['loss']}({options})" if options else settings["loss"]
     steps = settings["steps_per_epoch"] or "one pass over the images"
+    if settings["self_supervised"]:
+        return (
+            f"\nTraining {loss} without labels on {num_train:,} {settings['dataset']} images: "
+            f"label = the image's index.\nEpochs: {settings['epochs']}, steps per epoch: {steps}, batches of"
+            f" {settings['batch_size']} images x 2 views (strength {settings['augmentation']['strength']})."
+        )
     return (
         f"\nTraining {loss} on {num_train:,} {settings['dataset']} images."
         f"\nEpochs: {settings['epochs']}, steps per epoch: {steps}, batches of"
@@ -497,15 +591,19 @@ def metrics_table(metrics, saved=None):
     return "\n".join(lines)
 
 
-def history_table(history, num_monitored):
-    """One line per epoch: loss, active triplets, distances, precision@1, seconds."""
-    lines = [f"\n{'epoch':>5} {'loss':>8} {'active':>7} {'d(a,p)':>7} {'d(a,n)':>7} "
-             f"{'P@1*':>6} {'seconds':>8}"]
-    for r in history.records:
-        lines.append(
-            f"{r.epoch:>5} {r.loss:>8.4f} {r.active_fraction:>7.3f} "
-            f"{r.mean_positive_distance:>7.3f} {r.mean_negative_distance:>7.3f} "
-            f"{r.metrics.get('precision_at_1', float('nan')):>6.3f} {r.seconds:>8.1f}")
-    lines.append(f"(* precision@1 on {num_monitored:,} test images; active: share of triplets "
-                 f"that still violate the margin; d: mean distances in the batches)")
-    return "\n".join(lines)
+# The per-epoch table, printed row by row while training (training.train's on_epoch).
+EPOCH_COLUMNS = ("epoch", "loss", "active", "d(a,p)", "d(a,n)", "P@1*", "seconds")
+EPOCH_HEADER = "\n{:>5} {:>8} {:>7} {:>7} {:>7} {:>6} {:>8}".format(*EPOCH_COLUMNS)
+
+
+def epoch_row(record):
+    """One line of the table: a training.EpochRecord; active is "-" for losses that mine no triplets."""
+    active = "-" if math.isnan(record.active_fraction) else f"{record.active_fraction:.3f}"
+    return (f"{record.epoch:>5} {record.loss:>8.4f} {active:>7} {record.mean_positive_distance:>7.3f} "
+            f"{record.mean_negative_distance:>7.3f} {record.metrics.get('precision_at_1', math.nan):>6.3f} "
+            f"{record.seconds:>8.1f}")
+
+
+def epoch_note(num_monitored):
+    return (f"(* precision@1 on {num_monitored:,} test images; active: share of the loss's triplets "
+            f"that still violate the margin; d: mean distances in the batches)")

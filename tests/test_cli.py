@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import subprocess
 import sys
 
@@ -16,7 +17,7 @@ import keras
 import numpy as np
 import pytest
 
-from course_lib import cli, data, distances, losses, mining, options, retrieval, training
+from course_lib import cli, data, distances, losses, mining, models, options, retrieval, training
 
 RUN_FILES = ("metrics.json", "model.keras", "embeddings.npy", "labels.npy",
              "embedding.html", "embeddings.tsv", "metadata.tsv")
@@ -26,11 +27,12 @@ TRAIN_OPTIONS = (
     "--alpha", "--l2-reg", "--temperature", "--embedding-dim", "--l2-normalize", "--no-l2-normalize",
     "--epochs", "--classes-per-batch", "--samples-per-class", "--steps-per-epoch",
     "--learning-rate", "--seed", "--out", "--projection", "--plot-points", "--eval-limit",
+    "--self-supervised", "--strength", "--batch-size", "--quiet",
 )
 
-# A tiny real run: 5 steps, 500 test images, 200 plotted points.
-TINY = ["--dataset", "mnist", "--source", "bundled", "--epochs", "1", "--steps-per-epoch", "5",
-        "--eval-limit", "500", "--plot-points", "200"]
+# A tiny real run: 2 epochs of 2 steps, 300 test images, 10 plotted points.
+TINY = ["--dataset", "mnist", "--source", "bundled", "--epochs", "2", "--steps-per-epoch", "2",
+        "--eval-limit", "300", "--plot-points", "10"]
 
 
 def run_main(argv):
@@ -113,6 +115,14 @@ def test_python_dash_m_help():
         (["train", "--learning-rate", "0"], "--learning-rate must be > 0"),
         (["train", "--embedding-dim", "1"], "--embedding-dim must be >= 2"),
         (["train", "--eval-limit", "5"], "--eval-limit must be >= 20"),
+        (["train", "--loss", "cross_entropy", "--self-supervised"],
+         "--self-supervised applies to --loss contrastive or triplet"),
+        (["train", "--strength", "0.5"], "--strength applies to --self-supervised runs only"),
+        (["train", "--batch-size", "64"], "--batch-size applies to --self-supervised runs only"),
+        (["train", "--self-supervised", "--strength", "-1"], "--strength must be >= 0"),
+        (["train", "--self-supervised", "--batch-size", "1"], "--batch-size must be >= 2"),
+        (["train", "--self-supervised", "--classes-per-batch", "4"],
+         "--classes-per-batch does not apply to --self-supervised"),
         (["train", "--unknown"], "unrecognized arguments: --unknown"),
         (["evaluate", "/no/such/run"], "DIR: no folder /no/such/run"),
         ([], "COMMAND"),
@@ -140,6 +150,7 @@ def test_defaults():
     assert cli.train_settings(cli.build_parser().parse_args(["train", "--dataset", "mnist"]))["epochs"] == 5
     assert settings["classes_per_batch"] == settings["samples_per_class"] == 8
     assert settings["learning_rate"] == 1e-3 and settings["projection"] == "pca"
+    assert settings["self_supervised"] is False and "augmentation" not in settings
     assert str(cli.default_out_dir("mnist", "triplet")).startswith("runs/mnist-triplet-")
 
 
@@ -182,20 +193,20 @@ def test_train_writes_every_file(tiny_run):
     for name in RUN_FILES:
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["num_queries"] == 500
+    assert metrics["num_queries"] == 300
     assert set(metrics["recall_at_k"]) == {"1", "5", "10"}
     assert 0.0 <= metrics["precision_at_1"] <= 1.0 and metrics["seconds"] > 0
     assert metrics["settings"]["loss_options"]["mining"] == "semi-hard"
-    assert metrics["settings"]["eval_limit"] == 500
+    assert metrics["settings"]["eval_limit"] == 300
     assert metrics["data"]["test_source"] == "bundled"
-    assert len(metrics["history"]) == 1
+    assert len(metrics["history"]) == 2
 
     embeddings, labels = np.load(out / "embeddings.npy"), np.load(out / "labels.npy")
-    assert embeddings.shape == (500, 64) and embeddings.dtype == np.float32
-    assert labels.shape == (500,)
+    assert embeddings.shape == (300, 64) and embeddings.dtype == np.float32
+    assert labels.shape == (300,)
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
-    assert len((out / "metadata.tsv").read_text().splitlines()) == 501
-    assert np.loadtxt(out / "embeddings.tsv", delimiter="\t").shape == (500, 64)
+    assert len((out / "metadata.tsv").read_text().splitlines()) == 301
+    assert np.loadtxt(out / "embeddings.tsv", delimiter="\t").shape == (300, 64)
     assert "Plotly.newPlot" in (out / "embedding.html").read_text(encoding="utf-8")
 
     # What it prints: the per-epoch history, the metrics table and the files.
@@ -238,7 +249,122 @@ def test_cross_entropy_run_embeds_with_the_backbone(tmp_path):
     out = tmp_path / "ce"
     status, _, err = run_main(["train", *TINY, "--loss", "cross_entropy", "--out", str(out)])
     assert status == 0, err
-    assert np.load(out / "embeddings.npy").shape == (500, 128)
+    assert np.load(out / "embeddings.npy").shape == (300, 128)
     saved = json.loads((out / "metrics.json").read_text())
     metrics = cli.recompute_metrics(out)
     assert metrics["precision_at_1"] == pytest.approx(saved["precision_at_1"], abs=1e-6)
+
+
+# ------------------------------------------------------- the per-epoch table
+def table_rows(printed):
+    """The rows of the per-epoch table in the printed output, split into their columns."""
+    lines = printed.splitlines()
+    start = lines.index(cli.EPOCH_HEADER.strip("\n"))
+    rows = []
+    for line in lines[start + 1:]:
+        if line.startswith("(*"):
+            return rows
+        rows.append(line.split())
+    raise AssertionError("the table has no closing note")
+
+
+def test_table_has_one_row_per_epoch_with_the_history(tiny_run):
+    out, printed = tiny_run
+    assert cli.EPOCH_HEADER.split() == ["epoch", "loss", "active", "d(a,p)", "d(a,n)", "P@1*", "seconds"]
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    rows = table_rows(printed)
+    assert [int(row[0]) for row in rows] == [1, 2] and all(len(row) == 7 for row in rows)
+    for row, record in zip(rows, history):
+        assert float(row[1]) == pytest.approx(record["loss"], abs=1e-4)
+        assert float(row[2]) == pytest.approx(record["active_fraction"], abs=1e-3)  # triplet: a number
+        assert 0.0 <= float(row[2]) <= 1.0
+        assert float(row[3]) == pytest.approx(record["mean_positive_distance"], abs=1e-3)
+        assert float(row[4]) == pytest.approx(record["mean_negative_distance"], abs=1e-3)
+        assert float(row[5]) == pytest.approx(record["metrics"]["precision_at_1"], abs=1e-3)
+        assert float(row[6]) == pytest.approx(record["seconds"], abs=0.06)
+    assert "precision@1 on 300 test images" in printed
+
+
+def test_epoch_row_shows_a_dash_for_losses_that_mine_no_triplets():
+    record = training.EpochRecord(3, 1.25, math.nan, 0.5, 1.0, 0.7, {"precision_at_1": 0.875}, 2.0)
+    assert cli.epoch_row(record).split() == ["3", "1.2500", "-", "0.500", "1.000", "0.875", "2.0"]
+
+
+def test_on_epoch_sees_each_record_as_its_epoch_ends():
+    images, labels = data.load_dataset("mnist", "test", "bundled")
+    model = models.embedding_network(8, width=4, seed=0)
+    seen = []  # (record, the model's weights at that moment)
+    history = training.train(model, images[:200], labels[:200], epochs=3, steps_per_epoch=1,
+                             classes_per_batch=4, samples_per_class=2, progress=False,
+                             on_epoch=lambda record: seen.append((record, model.get_weights())))
+    assert [record for record, _ in seen] == history.records
+    weights = [w for _, w in seen]  # called during training: the weights still changed after each call
+    assert not np.array_equal(weights[0][0], weights[1][0]) and not np.array_equal(weights[1][0], weights[2][0])
+    np.testing.assert_array_equal(weights[2][0], model.get_weights()[0])
+
+
+# ------------------------------------------------------------------- --quiet
+def test_quiet_prints_nothing_but_a_collapse_warning_on_stderr(tmp_path, monkeypatch):
+    out = tmp_path / "quiet"
+    status, printed, err = run_main(["train", *TINY, "--quiet", "--out", str(out)])
+    assert status == 0, err
+    assert printed == "" and err == ""
+    assert (out / "metrics.json").is_file() and (out / "model.keras").is_file()
+    # a collapse (forced here) is the one thing --quiet still reports, on stderr
+    monkeypatch.setattr(training, "detect_collapse", lambda *args: "embedding collapsed: forced by the test")
+    status, printed, err = run_main(["train", *TINY, "--quiet", "--out", str(tmp_path / "collapsed")])
+    assert status == 0 and printed == ""
+    assert err == "warning: epoch 1: embedding collapsed: forced by the test\n"
+    assert json.loads((tmp_path / "collapsed" / "metrics.json").read_text())["collapse"].startswith("epoch 1:")
+
+
+def test_quiet_still_reports_errors():
+    status, printed, err = run_main(["train", "--quiet", "--epochs", "0"])
+    assert status == 2 and printed == "" and "--epochs must be >= 1" in err
+
+
+# ------------------------------------------------------- --self-supervised
+def test_self_supervised_defaults_are_the_librarys():
+    args = cli.build_parser().parse_args(["train", "--dataset", "mnist", "--loss", "nt-xent", "--self-supervised"])
+    assert cli.check_train_args(args) is None
+    settings = cli.train_settings(args)
+    library = options.defaults_of(training.train_self_supervised)
+    assert settings["self_supervised"] is True
+    assert settings["loss_options"] == {"temperature": training.SELF_SUPERVISED_LOSS_DEFAULTS["temperature"]} \
+        == {"temperature": 0.5}  # not the loss's own 0.1
+    assert settings["batch_size"] == library["batch_size"] == 256
+    assert settings["augmentation"]["strength"] == library["strength"] == 0.7
+    assert settings["classes_per_batch"] is None and settings["samples_per_class"] is None
+    assert cli.SELF_SUPERVISED_LOSSES == training.SELF_SUPERVISED_LOSSES
+    _, help_text, _ = run_main(["train", "--help"])
+    help_text = " ".join(help_text.split())
+    assert f"(default: {library['strength']})" in help_text and f"(default: {library['batch_size']})" in help_text
+    assert f"--temperature defaults to {training.SELF_SUPERVISED_LOSS_DEFAULTS['temperature']};" in help_text
+    # an explicit option wins
+    args = cli.build_parser().parse_args(["train", "--loss", "supcon", "--self-supervised", "--temperature", "0.2",
+                                          "--strength", "0", "--batch-size", "64"])
+    settings = cli.train_settings(args)
+    assert settings["loss_options"] == {"temperature": 0.2} and settings["batch_size"] == 64
+    assert settings["augmentation"]["strength"] == 0.0
+
+
+def test_self_supervised_run(tmp_path):
+    out = tmp_path / "ssl"
+    status, printed, err = run_main(["train", *TINY, "--loss", "nt-xent", "--self-supervised",
+                                     "--batch-size", "32", "--out", str(out)])
+    assert status == 0, err
+    saved = json.loads((out / "metrics.json").read_text())
+    settings = saved["settings"]
+    assert settings["self_supervised"] is True and settings["batch_size"] == 32
+    assert settings["augmentation"] == {"strength": 0.7, "max_degrees": 15.0, "max_shift": 3.0,
+                                        "max_erase": 10.0, "noise": 0.1}
+    assert settings["loss_options"] == {"temperature": 0.5}
+    assert saved["num_queries"] == 300 and len(saved["history"]) == 2
+    assert all(record["active_fraction"] is None for record in saved["history"])
+    rows = table_rows(printed)
+    assert len(rows) == 2 and all(row[2] == "-" for row in rows)
+    assert "without labels" in printed and "32 images x 2 views" in printed
+    for name in RUN_FILES:
+        assert (out / name).is_file(), name
+    # the same files as any run: `evaluate` recomputes the metrics from the saved model
+    assert cli.recompute_metrics(out)["map_at_r"] == pytest.approx(saved["map_at_r"], abs=1e-6)
