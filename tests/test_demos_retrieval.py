@@ -149,6 +149,39 @@ def test_seen_unseen_by_epoch_scores_every_snapshot():
     assert [t.name for t in fig.data] == ["learned: seen classes", "pixels: seen classes",
                                          "learned: unseen classes", "pixels: unseen classes"]
     assert list(fig.data[0].y) == curves["seen_map_at_r"]
+    both = demo.draw_spaces_by_epoch({"head": curves, "backbone": demo.seen_unseen_by_epoch(snapshots[::-1], labels,
+                                                                                          (0, 3))})
+    assert [t.name for t in both.data] == ["head: unseen classes", "head: seen classes", "backbone: unseen classes",
+                                           "backbone: seen classes", "pixels: unseen classes", "pixels: seen classes"]
+    assert list(both.data[2].y) == curves["unseen_map_at_r"][::-1]
+    assert list(both.data[4].y) == [base["unseen"]["map_at_r"]] * 2
+
+
+def test_head_stages_recompute_the_network_from_its_backbone():
+    from course_lib import models, training
+
+    model = models.embedding_network(embedding_dim=8, seed=0, width=4)
+    images = np.random.default_rng(0).integers(0, 256, size=(20, 28, 28), dtype=np.uint8)
+    stages = demo.head_stages(model, images)
+    assert list(stages) == ["backbone", "projection", "unit length"]
+    assert np.allclose(stages["backbone"], training.embed(model.get_layer("backbone"), images))
+    assert stages["projection"].shape == (20, 8)
+    assert np.allclose(stages["unit length"], training.embed(model, images), atol=1e-5)  # the network's output
+    assert np.allclose(np.linalg.norm(stages["unit length"], axis=1), 1, atol=1e-5)
+    with pytest.raises(ValueError, match="projection"):
+        demo.head_stages(models.classifier_network(num_classes=3, seed=0, width=4), images)
+
+
+def test_mean_norm_by_class_and_its_figure():
+    labels = np.array([0, 0, 2, 2, 2])
+    x = np.array([[3.0, 4.0], [0.0, 1.0], [1.0, 0.0], [0.0, 2.0], [0.0, 0.0]])
+    norms = demo.mean_norm_by_class(x, labels, num_classes=3)
+    assert np.allclose(norms[[0, 2]], [3.0, 1.0]) and np.isnan(norms[1])
+    with pytest.raises(ValueError, match="labels"):
+        demo.mean_norm_by_class(x, labels[:4], num_classes=3)
+    fig = demo.draw_norms({"a": norms, "b": 2 * norms}, ["c0", "c1", "c2"], unseen=(2,))
+    assert [t.name for t in fig.data] == ["a", "b"] and list(fig.data[1].x)[2] == "c2 (unseen)"
+    assert fig.layout.yaxis.title.text == "mean length ||x||" and fig.layout.yaxis.range is None
 
 
 # ------------------------------------------------------------------ browse

@@ -39,6 +39,48 @@ def test_explained_variance_of_constant_points_is_zero():
     assert demo.explained_variance(np.ones((5, 3)), 2) == 0.0
 
 
+@pytest.mark.parametrize("shape", [(40, 6), (5, 30)])
+def test_variance_spectrum_is_the_squared_singular_values_share(shape):
+    x = np.random.default_rng(2).normal(size=shape) * np.linspace(4, 1, shape[1])
+    s = np.linalg.svd(x - x.mean(axis=0), compute_uv=False)
+    spectrum = demo.variance_spectrum(x)
+    assert len(spectrum) == min(shape)
+    assert np.allclose(spectrum[: len(s)], s**2 / np.sum(s**2)) and np.isclose(spectrum.sum(), 1)
+    assert np.all(np.diff(spectrum) <= 1e-12)  # largest first
+
+
+def test_directions_needed_counts_the_directions_that_reach_the_share():
+    # Points on the corners of a simplex: C classes span C - 1 directions, whatever the dimension.
+    rng = np.random.default_rng(3)
+    corners = rng.normal(size=(7, 64))
+    x = corners[rng.integers(0, 7, size=500)]
+    assert demo.directions_needed(x, 0.9) <= 6 and demo.directions_needed(x, 1.0) == 6
+    # Variances 4, 1, 1 (axis-aligned, exactly centred): 1 direction holds 4/6, 2 hold 5/6, 3 all.
+    y = np.concatenate([np.diag([2.0, 1.0, 1.0]), -np.diag([2.0, 1.0, 1.0])])
+    assert [demo.directions_needed(y, share) for share in (0.6, 0.67, 0.8, 0.84, 1.0)] == [1, 2, 2, 3, 3]
+    assert demo.directions_needed(np.ones((4, 3))) == 0
+
+
+@pytest.mark.parametrize("share", [0, -0.1, 1.5])
+def test_directions_needed_rejects_a_bad_share(share):
+    with pytest.raises(ValueError, match="share"):
+        demo.directions_needed(np.eye(3), share)
+
+
+def test_variance_spectrum_rejects_a_vector():
+    with pytest.raises(ValueError, match="`x`"):
+        demo.variance_spectrum(np.ones(3))
+
+
+def test_draw_spectrum_one_line_per_space_with_its_count():
+    labels, x, _ = data()
+    fig = demo.draw_spectrum({"a": x, "b": x[:, :2]}, share=0.9)
+    assert [t.name for t in fig.data] == [f"a: {demo.directions_needed(x)} directions hold 90%",
+                                         f"b: {demo.directions_needed(x[:, :2])} directions hold 90%"]
+    assert np.allclose(fig.data[0].y, np.cumsum(demo.variance_spectrum(x)))
+    assert list(fig.data[1].x) == [1, 2]
+
+
 def test_compute_projects_with_pca_and_caches():
     labels, x, _ = data()
     spaces = {"a": x, "b": x[:, :3]}

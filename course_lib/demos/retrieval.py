@@ -17,6 +17,10 @@ train on some classes, then search for classes the network never saw.
 :func:`query_gallery_split` cuts a test set into queries and a gallery,
 :func:`seen_unseen_metrics` scores seen- and unseen-class queries against
 the same gallery, :func:`seen_unseen_by_epoch` follows both during training.
+Where the unseen-class information goes: :func:`head_stages` gives the
+embedding at each stage of the projection head (backbone features f,
+projection W f + b, unit length), :func:`mean_norm_by_class` the length of
+the features of each class (the unit-length step discards it).
 
 Widgets (``compute(**controls) -> state``, ``draw(state) -> go.Figure``):
 
@@ -36,9 +40,10 @@ __all__ = [
     "CORRECT_COLOR", "WRONG_COLOR", "QUERY_COLOR",
     "pixel_embeddings", "compare", "query_gallery_split", "seen_unseen_metrics",
     "per_class_precision_at_1", "neighbour_class_counts", "seen_unseen_by_epoch",
+    "head_stages", "mean_norm_by_class",
     "browse", "browse_pages", "draw_browse", "readout_browse",
     "neighbours", "draw_neighbours", "readout_neighbours",
-    "draw_per_class", "draw_by_epoch",
+    "draw_per_class", "draw_by_epoch", "draw_spaces_by_epoch", "draw_norms",
 ]
 
 CORRECT_COLOR = viz.POSITIVE_COLOR  # green: the neighbour has the query's class
@@ -175,6 +180,40 @@ def seen_unseen_by_epoch(snapshots, labels, unseen, baseline=None):
     return curves
 
 
+def head_stages(model, images):
+    """The embedding of ``images`` after each stage of an :func:`course_lib.models.embedding_network`.
+
+    Returns ``{"backbone": f [N, 128], "projection": W f + b [N, d],
+    "unit length": (W f + b) / ||W f + b||}``: the backbone's features, the
+    linear projection (the layer named ``"projection"``), and the network's
+    output when it ends with L2 normalisation. The last two are computed
+    from f with the projection's own weights W, b, so all three come from
+    one pass through the backbone.
+    """
+    from course_lib import training  # TensorFlow, needed here only
+
+    names = [layer.name for layer in model.layers]
+    if "backbone" not in names or "projection" not in names:
+        raise ValueError(f"`model` must have layers named 'backbone' and 'projection' "
+                         f"(models.embedding_network), got layers {names}.")
+    features = training.embed(model.get_layer("backbone"), images)
+    weights, bias = model.get_layer("projection").get_weights()
+    projected = (features @ weights + bias).astype(np.float32)
+    norms = np.maximum(np.linalg.norm(projected, axis=1, keepdims=True), 1e-7)  # Keras's epsilon
+    return {"backbone": features, "projection": projected, "unit length": projected / norms}
+
+
+def mean_norm_by_class(embeddings, labels, num_classes):
+    """Mean Euclidean length ||x|| of the embeddings of each class: float array [num_classes] (NaN: none)."""
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    labels = np.asarray(labels).reshape(-1)
+    if len(labels) != len(embeddings):
+        raise ValueError(f"{len(labels)} labels for {len(embeddings)} embeddings.")
+    norms = np.linalg.norm(embeddings, axis=1)
+    return np.array([norms[labels == c].mean() if np.any(labels == c) else np.nan
+                     for c in range(num_classes)])
+
+
 # ---------------------------------------------------------------------------
 # widget: browse a dataset class by class (lesson 00)
 # ---------------------------------------------------------------------------
@@ -309,11 +348,13 @@ def draw_neighbours(state, columns=None):
 # ---------------------------------------------------------------------------
 # static figures (lesson 06)
 # ---------------------------------------------------------------------------
-def draw_per_class(table, class_names, unseen=(), title="Precision@1 per query class"):
+def draw_per_class(table, class_names, unseen=(), title="Precision@1 per query class", y_title="precision@1",
+                   y_range=(0, 1.02)):
     """Grouped bars: one group per class, one bar per space; unseen classes shaded.
 
     ``table`` maps a space name to a [num_classes] array from
-    :func:`per_class_precision_at_1`.
+    :func:`per_class_precision_at_1` (or any per-class value: ``y_title``,
+    ``y_range``, None for automatic).
     """
     unseen = set(int(c) for c in unseen)
     names = [f"{n} (unseen)" if i in unseen else n for i, n in enumerate(class_names)]
@@ -325,7 +366,7 @@ def draw_per_class(table, class_names, unseen=(), title="Precision@1 per query c
     for c in sorted(unseen):
         fig.add_vrect(x0=c - 0.5, x1=c + 0.5, fillcolor="gray", opacity=0.15, line_width=0, layer="below")
     fig.update_layout(barmode="group", title=title, template="plotly_white", height=420,
-                      yaxis=dict(title="precision@1", range=[0, 1.02]),
+                      yaxis=dict(title=y_title, range=list(y_range) if y_range else None),
                       margin=dict(l=50, r=20, t=60, b=90))
     return fig
 
@@ -347,3 +388,35 @@ def draw_by_epoch(curves, metric="map_at_r", name="learned"):
                       xaxis=dict(title="epoch (0 = before training)", dtick=1),
                       yaxis=dict(title=label), margin=dict(l=50, r=20, t=60, b=50))
     return fig
+
+
+def draw_spaces_by_epoch(curves, metric="map_at_r", title=None):
+    """Several spaces of one training run, epoch by epoch: unseen classes solid, seen dotted.
+
+    ``curves`` maps a space's name to the output of :func:`seen_unseen_by_epoch`;
+    the first one with a ``baseline`` (pixels) draws it, dashed grey.
+    """
+    label = {"map_at_r": "MAP@R", "precision_at_1": "precision@1"}[metric]
+    fig = go.Figure()
+    for i, (name, curve) in enumerate(curves.items()):
+        color = viz.CLASS_COLORS[i % len(viz.CLASS_COLORS)]
+        for group, dash in (("unseen", "solid"), ("seen", "dot")):
+            fig.add_trace(go.Scatter(x=curve["epoch"], y=curve[f"{group}_{metric}"], mode="lines+markers",
+                                     name=f"{name}: {group} classes", line=dict(color=color, dash=dash)))
+    baseline = next((c for c in curves.values() if c.get("baseline")), None)
+    if baseline is not None:
+        for group, dash in (("unseen", "dash"), ("seen", "dashdot")):
+            value = baseline["baseline"][f"{group}_{metric}"]
+            fig.add_trace(go.Scatter(x=[baseline["epoch"][0], baseline["epoch"][-1]], y=[value, value],
+                                     mode="lines", name=f"pixels: {group} classes",
+                                     line=dict(color="gray", dash=dash)))
+    fig.update_layout(title=title or f"{label} during training, per space",
+                      template="plotly_white", height=420,
+                      xaxis=dict(title="epoch (0 = before training)", dtick=1),
+                      yaxis=dict(title=label), margin=dict(l=50, r=20, t=60, b=50))
+    return fig
+
+
+def draw_norms(norms, class_names, unseen=(), title="Mean length of the features, per class"):
+    """Bars of :func:`mean_norm_by_class` (one group per class, one bar per space); unseen classes shaded."""
+    return draw_per_class(norms, class_names, unseen, title=title, y_title="mean length ||x||", y_range=None)

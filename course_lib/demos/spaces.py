@@ -12,6 +12,13 @@ coordinates with :func:`course_lib.projection.project`:
   distances between clusters mean little. Its first call compiles code with
   numba (10 s or more on a laptop CPU).
 
+How many directions a space really uses: :func:`variance_spectrum` gives
+the share of the variance along each principal direction, s_i^2 / sum_j s_j^2,
+:func:`directions_needed` the fewest directions that hold a given share
+(90%), and :func:`draw_spectrum` draws the cumulative shares of several
+spaces (lesson 06: a loss that only has to separate C classes can put them
+at the corners of a simplex, which spans C - 1 directions).
+
 Widgets (``compute(**controls) -> state``, ``draw(state) -> go.Figure``):
 
 * :func:`compute` / :func:`draw`: one space, projected by ``method`` to ``dim``
@@ -32,25 +39,76 @@ from plotly.subplots import make_subplots
 
 from course_lib import projection, viz
 
-__all__ = ["explained_variance", "project_cached", "compute", "draw", "readout", "draw_side_by_side",
+__all__ = ["variance_spectrum", "explained_variance", "directions_needed", "draw_spectrum", "project_cached", "compute", "draw", "readout", "draw_side_by_side",
            "inspect", "draw_inspect", "readout_inspect", "follow_hover"]
 
 SELECTED_COLOR = "black"
 
 
-def explained_variance(x, dim):
-    """Share of the total variance kept by the first ``dim`` principal directions.
+def variance_spectrum(x):
+    """Share of the total variance along each principal direction, largest first.
 
-    With the singular values s_i of the centred data X: sum_{i<=dim} s_i^2 / sum_i s_i^2.
-    The s_i^2 are the eigenvalues of X^T X (or of X X^T, whichever is smaller),
-    which is cheaper to get than a singular value decomposition.
+    With the singular values s_i of the centred data X [N, D]: the array
+    s_i^2 / sum_j s_j^2, of length min(N, D); it sums to 1 (all zeros for
+    points that do not vary). The s_i^2 are the eigenvalues of X^T X (or of
+    X X^T, whichever is smaller), cheaper to get than a singular value
+    decomposition.
     """
     x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"`x` must be an [N, D] array with N >= 1, got shape {x.shape}.")
     centred = x - x.mean(axis=0)
     gram = centred.T @ centred if centred.shape[1] <= centred.shape[0] else centred @ centred.T
     eigenvalues = np.clip(np.linalg.eigvalsh(gram)[::-1], 0.0, None)  # s_i^2, largest first
     total = np.sum(eigenvalues)
-    return float(np.sum(eigenvalues[:dim]) / total) if total > 0 else 0.0
+    return eigenvalues / total if total > 0 else np.zeros_like(eigenvalues)
+
+
+def explained_variance(x, dim):
+    """Share of the total variance kept by the first ``dim`` principal directions.
+
+    sum_{i<=dim} s_i^2 / sum_i s_i^2 (:func:`variance_spectrum`); 0 for points that do not vary.
+    """
+    return float(np.sum(variance_spectrum(x)[:dim]))
+
+
+def directions_needed(x, share=0.9):
+    """The fewest principal directions that hold ``share`` of the variance of ``x``.
+
+    The smallest k with sum_{i<=k} s_i^2 / sum_i s_i^2 >= share; 0 for points
+    that do not vary. ``share`` in (0, 1].
+    """
+    if not 0 < share <= 1:
+        raise ValueError(f"`share` must lie in (0, 1], got {share!r}.")
+    cumulative = np.cumsum(variance_spectrum(x))
+    if cumulative[-1] == 0:
+        return 0
+    # 1e-9: a share of exactly 1 is reached despite rounding in the last digits
+    return int(np.searchsorted(cumulative, share - 1e-9) + 1)
+
+
+def draw_spectrum(spaces, share=0.9, max_directions=40, title=None):
+    """Cumulative share of the variance against the number of principal directions, one line per space.
+
+    ``spaces`` maps a name to an [N, D] array. A dashed line marks ``share``;
+    each legend entry says how many directions reach it (:func:`directions_needed`).
+    """
+    fig = go.Figure()
+    for i, (name, x) in enumerate(spaces.items()):
+        cumulative = np.cumsum(variance_spectrum(x))[:max_directions]
+        needed = directions_needed(x, share)
+        fig.add_trace(go.Scatter(
+            x=np.arange(1, len(cumulative) + 1), y=cumulative, mode="lines+markers", marker_size=4,
+            name=f"{name}: {needed} directions hold {share:.0%}",
+            line=dict(color=viz.CLASS_COLORS[i % len(viz.CLASS_COLORS)]),
+            hovertemplate="%{x} directions: %{y:.1%}<extra>" + name + "</extra>"))
+    fig.add_hline(y=share, line=dict(color="gray", dash="dash"))
+    fig.update_layout(title=title or "Share of the variance held by the first k principal directions",
+                      template="plotly_white", height=420,
+                      xaxis=dict(title="k, principal directions (largest first)"),
+                      yaxis=dict(title="share of the variance", range=[0, 1.02], tickformat=".0%"),
+                      legend=dict(x=0.45, y=0.05), margin=dict(l=60, r=20, t=60, b=50))
+    return fig
 
 
 def project_cached(x, method, dim, seed=0, cache=None, key=None):
