@@ -163,8 +163,9 @@ def trained_rows(dataset, config, seed, settings, work):
 
 
 # ------------------------------------------------------------ the baselines
-def untouched_rows(dataset, seed, settings, with_pixels):
-    """The untrained network (and, without a holdout, raw pixels), scored like the runs."""
+def untouched_rows(dataset, seed, settings):
+    """The untrained network and raw pixels, scored like the runs (with a holdout the CLI's own
+    pixels go in the table, these only check that both score the same way)."""
     from course_lib import data, models, training
     from course_lib.demos.retrieval import pixel_embeddings
 
@@ -173,9 +174,8 @@ def untouched_rows(dataset, seed, settings, with_pixels):
     images, labels = images[keep], labels[keep]
     wall, cpu = time.perf_counter(), time.process_time()
     network = models.embedding_model(models.embedding_network(seed=seed))
-    spaces = {"untrained": training.embed(network, images)}
-    if with_pixels:
-        spaces["pixels"] = pixel_embeddings(images)
+    pixels = "pixels (script)" if settings["holdout"] else "pixels"
+    spaces = {"untrained": training.embed(network, images), pixels: pixel_embeddings(images)}
     base = {"dataset": dataset, "seed": seed, "train_seconds": 0.0,
             "wall_seconds": round(time.perf_counter() - wall, 2),
             "cpu_seconds": round(time.process_time() - cpu, 2)}
@@ -189,13 +189,30 @@ def untouched_rows(dataset, seed, settings, with_pixels):
 def score(embeddings, labels, dataset, holdout):
     """``{split: {metric: value}}``: seen/unseen queries against the gallery half, or all (leave-one-out)."""
     from course_lib import retrieval
-    from course_lib.demos.retrieval import seen_unseen_metrics
+
+    try:  # the protocol the CLI's --holdout-classes uses
+        from course_lib.holdout import seen_unseen_metrics
+    except ImportError:  # before course_lib.holdout: lesson 06's function, the same protocol
+        from course_lib.demos.retrieval import seen_unseen_metrics
 
     if holdout:
         scored = seen_unseen_metrics(embeddings, labels, HOLDOUT[dataset])
     else:
         scored = {"all": retrieval.evaluate(embeddings, labels)}
     return {split: {key: float(m[key]) for key in METRICS.values()} for split, m in scored.items()}
+
+
+def check_same_protocol(rows):
+    """The pixels this script scores must equal the pixels of the CLI's metrics.json (same
+    queries, gallery and metric): then the untrained network is scored like the trained runs."""
+    mine = {(r["dataset"], r["seed"], r["split"]): r for r in rows if r["config"] == "pixels (script)"}
+    for r in rows:
+        if r["config"] == "pixels" and (r["dataset"], r["seed"], r["split"]) in mine:
+            other = mine[(r["dataset"], r["seed"], r["split"])]
+            if any(abs(r[key] - other[key]) > 1e-6 for key in METRICS.values()):
+                raise RuntimeError(f"pixels scored here {other} differ from the CLI's {r}: "
+                                   "the untrained baseline would not be scored like the runs")
+    return [r for r in rows if r["config"] != "pixels (script)"]
 
 
 # ------------------------------------------------------------------ summary
@@ -335,7 +352,7 @@ def main(argv=None):
     rows, commands = [], {}
     for dataset in args.datasets:
         for seed in args.seeds:
-            rows += untouched_rows(dataset, seed, settings, with_pixels=not settings["holdout"])
+            rows += untouched_rows(dataset, seed, settings)
             for config in args.configs:
                 new, run_settings, command = trained_rows(dataset, config, seed, settings, work)
                 rows += [r for r in new if r["config"] != "pixels" or config == args.configs[0]]
@@ -344,6 +361,7 @@ def main(argv=None):
                     f"{r['split']} MAP@R {r['map_at_r']:.3f}" for r in new if r["config"] == config)
                     + f" ({new[0]['wall_seconds']:.0f} s wall, {new[0]['cpu_seconds']:.0f} s CPU)",
                     flush=True)
+    rows = check_same_protocol(rows)
     result = {
         "meta": {
             "date": started.strftime("%Y-%m-%d %H:%M"), "commit": git_commit(),
