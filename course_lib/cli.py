@@ -273,6 +273,8 @@ def check_train_args(args):
     for option in ("--classes-per-batch", "--samples-per-class"):  # P x K: class labels
         if args.self_supervised and _given(args, option) != args.parser.get_default(option[2:].replace("-", "_")):
             return f"{option} does not apply to --self-supervised runs (their batches: --batch-size)"
+    if args.self_supervised and getattr(args, "strategy", "default") != "default":
+        return "--strategy applies to P x K runs: --self-supervised trains on one device"
     if args.soft and args.margin is not None:
         return "--margin has no effect with --soft (the soft margin has none): give one of them"
     return None

@@ -123,6 +123,7 @@ def test_python_dash_m_help():
         (["train", "--self-supervised", "--batch-size", "1"], "--batch-size must be >= 2"),
         (["train", "--self-supervised", "--classes-per-batch", "4"],
          "--classes-per-batch does not apply to --self-supervised"),
+        (["train", "--self-supervised", "--strategy", "mirrored"], "--self-supervised trains on one device"),
         (["train", "--unknown"], "unrecognized arguments: --unknown"),
         (["evaluate", "/no/such/run"], "DIR: no folder /no/such/run"),
         ([], "COMMAND"),

@@ -148,3 +148,42 @@ def test_train_contrastive_small_run():
     _, supcon = ssl.train_contrastive(images, epochs=1, batch_size=8, width=4, embedding_dim=8,
                                       labels=labels, progress=False)
     assert np.isfinite(supcon["loss"][0])
+
+
+# ------------------------------------------ the library loop behind train_contrastive
+def tiny_self_supervised(images, **options):
+    from course_lib import models, training
+
+    model = models.embedding_network(8, width=4, seed=0)
+    return training.train_self_supervised(model, images, epochs=2, batch_size=8, progress=False, **options)
+
+
+def test_train_self_supervised_refuses_what_it_cannot_serve():
+    from course_lib import models, training
+
+    model = models.embedding_network(8, width=4, seed=0)
+    with pytest.raises(ValueError, match="loss"):
+        training.train_self_supervised(model, digits(16), loss="cross_entropy")
+    with pytest.raises(ValueError, match="class_labels"):
+        training.train_self_supervised(model, digits(16), batch_size=8, class_labels=np.zeros(15, int))
+    assert training.self_supervised_defaults("nt-xent") == {"temperature": 0.5}
+    assert training.self_supervised_defaults("contrastive") == training.losses.defaults("contrastive")
+
+
+@pytest.mark.slow
+def test_train_self_supervised_uses_no_class_labels():
+    images = np.concatenate([digits(16, seed=s) for s in range(2)])
+    labels = np.arange(32) % 4
+    base = tiny_self_supervised(images, eval_images=images, eval_labels=labels, eval_size=32)
+    # the class labels only score retrieval: other labels, the same training
+    shuffled = tiny_self_supervised(images, eval_images=images, eval_labels=labels[::-1], eval_size=32)
+    assert base["loss"] == shuffled["loss"] and len(base.records) == 2
+    # each index labels exactly two views, so SupCon's positives are NT-Xent's: the same losses
+    supcon = tiny_self_supervised(images, loss="supcon")
+    np.testing.assert_allclose(supcon["loss"], base["loss"], rtol=1e-5)
+    # class labels (SupCon's supervised variant) change the positives, and the loss
+    by_class = tiny_self_supervised(images, loss="supcon", class_labels=labels)
+    assert abs(by_class["loss"][0] - base["loss"][0]) > 1e-3
+    # train_contrastive is this loop
+    _, history = ssl.train_contrastive(images, epochs=2, batch_size=8, width=4, embedding_dim=8, progress=False)
+    np.testing.assert_allclose(history["loss"], base["loss"], rtol=1e-5)
