@@ -1,4 +1,4 @@
-"""Ranking losses: contrastive, triplet (all / hard / semi-hard, soft margin), N-pairs, angular,
+"""Ranking losses: contrastive, triplet (all / hard / semi-hard / random, soft margin), N-pairs, angular,
 and the similarity losses SupCon, NT-Xent and multi-similarity.
 
 Each function takes ``(labels, embeddings, **options)`` and returns a scalar
@@ -97,6 +97,10 @@ def triplet_loss(labels, embeddings, margin=0.2, mining="semi-hard", metric="euc
       * ``"semi-hard"``: per positive pair (a, p) the closest negative with
         D(a, n) > D(a, p), else the farthest negative; mean over positive pairs
         whose anchor has >= 1 negative. O(B^2) memory, O(B^2 K) time.
+      * ``"random"``: no mining; per anchor one positive and one negative
+        drawn uniformly among its valid ones (seeded by the batch itself:
+        the same batch gives the same triplets); mean over anchors with
+        >= 1 positive and >= 1 negative, easy triplets (loss 0) included. O(B^2).
 
     ``soft=True`` replaces [x + m]_+ by softplus(x) (Hermans' soft margin);
     ``margin`` is then unused. The default m = 0.2 is FaceNet's, for
@@ -138,7 +142,7 @@ def _is_active(gap, margin, soft):
 
 
 def _mined_triplets(y, x, d, mining, margin, soft, metric):
-    """(mean loss, active fraction) over the hard or semi-hard triplets.
+    """(mean loss, active fraction) over the hard, semi-hard or random triplets.
 
     The miner reads the distances ``d`` (no gradient) and hands out B
     triplets at a time (:func:`course_lib.mining.over_mined_triplets`); their

@@ -15,6 +15,9 @@ Strategies:
                  Addons defines it). FaceNet's "farther than the positive but
                  within the margin" is exactly this negative whenever one lies in
                  the band D(a, p) < D(a, n) < D(a, p) + m.
+``"random"``     no mining: per anchor, one positive and one negative drawn
+                 uniformly at random among its valid ones (the baseline that
+                 mining is measured against; FaceNet's "random triplets").
 
 A miner hands out index triplets, like pytorch-metric-learning's: the losses
 in :mod:`course_lib.losses` and the lessons' plots consume the same ones.
@@ -27,7 +30,11 @@ Cost: hard mining is one [B, B] pass. Semi-hard mining visits the positives
 in *rounds* (:func:`over_positive_rounds`; round r: each anchor takes its
 r-th positive) and does one [B, B] pass per round: O(B^2 K) time, O(B^2)
 memory for a P x K batch, with no sort of D and no [B, B, B] tensor (TF
-Addons tiles D B times: 22 GiB at B = 1024).
+Addons tiles D B times: 22 GiB at B = 1024). Random sampling is one
+[B, B] pass too (:func:`random_pick`): stateless, seeded by the batch itself
+(:func:`batch_seed`), so the same batch always gives the same triplets
+(within one execution mode: XLA's Philox kernel draws other numbers from
+the same seed than TensorFlow's).
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from course_lib.distances import pairwise_distances
 from course_lib.options import STRATEGIES, check_choice
 
 __all__ = ["STRATEGIES", "Triplets", "positive_mask", "negative_mask", "mine_triplets",
-           "mine_triplets_from_distances", "over_mined_triplets", "over_positive_rounds"]
+           "mine_triplets_from_distances", "over_mined_triplets", "over_positive_rounds", "random_pick", "batch_seed"]
 
 #: ``mine_triplets(..., strategy="all")`` returns every (anchor, positive,
 #: negative) triplet as index tensors. Above this many values it refuses with
@@ -73,19 +80,22 @@ def over_mined_triplets(labels, distances, strategy, per_batch, initial):
 
     ``triplets`` is a :class:`Triplets` of [B] index tensors whose anchor is
     ``0 .. B-1``; ``valid`` [B] says which of them exist (an anchor without a
-    positive or without a negative has none). ``"hard"`` calls ``per_batch``
-    once; ``"semi-hard"`` once per round of positives, so every positive pair
-    (a, p) comes exactly once. The mining reads ``distances`` without
+    positive or without a negative has none). ``"hard"`` and ``"random"``
+    call ``per_batch`` once; ``"semi-hard"`` once per round of positives, so
+    every positive pair (a, p) comes exactly once. The mining reads ``distances`` without
     gradient; ``labels`` are [B] and ``distances`` [B, B], already checked.
     """
     d = tf.stop_gradient(distances)
     pos, neg = positive_mask(labels), negative_mask(labels)
     has_negative = tf.reduce_any(neg, axis=1)
     anchors = tf.range(tf.shape(d)[0])
+    valid = tf.reduce_any(pos, axis=1) & has_negative
+    if strategy == "random":
+        seed = batch_seed(d)
+        return per_batch(Triplets(anchors, random_pick(pos, seed), random_pick(neg, seed + 1)), valid, initial)
     if strategy == "hard":
         farthest_positive = tf.argmax(tf.where(pos, d, -1.0), axis=1, output_type=tf.int32)
         closest_negative = tf.argmin(tf.where(neg, d, float("inf")), axis=1, output_type=tf.int32)
-        valid = tf.reduce_any(pos, axis=1) & has_negative
         return per_batch(Triplets(anchors, farthest_positive, closest_negative), valid, initial)
     semi_hard_negative = _semi_hard_search(d, neg)
 
@@ -93,6 +103,31 @@ def over_mined_triplets(labels, distances, strategy, per_batch, initial):
         return per_batch(Triplets(anchors, p, semi_hard_negative(p)), in_round & has_negative, state)
 
     return over_positive_rounds(labels, per_round, initial)
+
+
+def random_pick(mask, seed):
+    """Per row a, one column drawn uniformly among those where ``mask[a]`` is True: [B] int32.
+
+    Every entry gets an independent u[a, j] ~ U(0, 1) (stateless Philox,
+    ``seed`` a [2] int tensor); the row's argmax of u over its allowed
+    entries is each of them with probability 1 / (their number), since the
+    largest of k i.i.d. draws is equally likely to be any of the k. A row
+    with no allowed entry gets some index (mask it out). One [B, B] pass.
+    """
+    u = tf.random.stateless_uniform(tf.shape(mask), seed, alg="philox")
+    return tf.argmax(tf.where(mask, u, -1.0), axis=1, output_type=tf.int32)
+
+
+def batch_seed(distances):
+    """A [2] int32 seed that is a function of the batch: its distances' bit patterns, hashed.
+
+    Stateless: the same distances give the same seed (the same triplets), the
+    next training step's batch (other images, other weights) another. Two
+    sums of the float32 bits, one weighted by position (int32 wraps around).
+    """
+    bits = tf.reshape(tf.bitcast(tf.cast(distances, tf.float32), tf.int32), [-1])
+    weights = 2 * tf.range(tf.size(bits), dtype=tf.int32) + 1
+    return tf.stack([tf.reduce_sum(bits), tf.reduce_sum(bits * weights)])
 
 
 def _semi_hard_search(d, neg):
@@ -160,7 +195,7 @@ def mine_triplets(labels, embeddings, strategy="semi-hard", metric="euclidean"):
     """Mine (anchor, positive, negative) index triplets from a batch.
 
     Returns :class:`Triplets`; see the module docstring for the strategies.
-    Order: "all" by (a, p, n), "hard" by anchor, "semi-hard" by (a, p).
+    Order: "all" by (a, p, n), "hard" and "random" by anchor, "semi-hard" by (a, p).
     """
     x = as_embeddings(embeddings)
     return mine_triplets_from_distances(as_labels(labels, x), pairwise_distances(x, metric), strategy)

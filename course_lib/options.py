@@ -11,9 +11,10 @@ from __future__ import annotations
 import inspect
 
 METRICS = ("euclidean", "squared_euclidean", "cosine")
-STRATEGIES = ("all", "hard", "semi-hard")  # triplet mining
+STRATEGIES = ("all", "hard", "semi-hard", "random")  # triplet mining ("random": no mining, the baseline)
 LOSSES = ("contrastive", "triplet", "npairs", "angular", "supcon", "nt-xent", "multi-similarity",
           "cross_entropy")  # cross_entropy: the softmax classifier baseline
+DISTRIBUTE = ("default", "mirrored", "multi-worker")  # --strategy: how training spreads over devices
 DATASETS = ("mnist", "fashion_mnist")
 SPLITS = ("train", "test")
 SOURCES = ("auto", "bundled", "full")

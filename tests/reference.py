@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 METRICS = ("euclidean", "squared_euclidean", "cosine")
-STRATEGIES = ("all", "hard", "semi-hard")
+STRATEGIES = ("all", "hard", "semi-hard")  # deterministic miners; "random" is checked by random_candidates
 
 
 # ---------------------------------------------------------------------------
@@ -184,6 +184,24 @@ def mine_semi_hard(labels, dist):
 MINERS = {"all": mine_all, "hard": mine_hard, "semi-hard": mine_semi_hard}
 
 
+def random_candidates(labels):
+    """What "random" (no mining) may draw: {anchor: (its positives, its negatives)}.
+
+    Every anchor with >= 1 positive and >= 1 negative draws exactly one
+    triplet (a, p, n), p uniformly among its positives and n uniformly among
+    its negatives, independently. Anchors missing either draw nothing.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    b = len(labels)
+    candidates = {}
+    for a in range(b):
+        positives = [p for p in range(b) if is_positive(labels, a, p)]
+        negatives = [n for n in range(b) if is_negative(labels, a, n)]
+        if positives and negatives:
+            candidates[a] = (positives, negatives)
+    return candidates
+
+
 def mine_triplets(labels, embeddings, strategy="semi-hard", metric="euclidean"):
     labels, x = _as_arrays(labels, embeddings)
     return MINERS[strategy](labels, pairwise_distances(x, metric))
@@ -234,6 +252,20 @@ def triplet_loss(labels, embeddings, margin=0.2, mining="semi-hard",
         losses.append(softplus(z) if soft else max(0.0, z + margin))
     if mining == "all":
         losses = [v for v in losses if v > 0.0]
+    if not losses:
+        return 0.0
+    return sum(losses) / len(losses)
+
+
+def triplet_loss_of_triplets(labels, embeddings, triplets, margin=0.2, metric="euclidean", soft=False):
+    """Mean of [D(a,p) - D(a,n) + m]+ (softplus(D(a,p) - D(a,n)) when soft)
+    over the given (a, p, n) triplets, easy ones (loss 0) included; 0 when
+    there is none. The reduction of "random" (and of "hard")."""
+    labels, x = _as_arrays(labels, embeddings)
+    losses = []
+    for a, p, n in triplets:
+        z = distance(x[a], x[p], metric) - distance(x[a], x[n], metric)
+        losses.append(softplus(z) if soft else max(0.0, z + margin))
     if not losses:
         return 0.0
     return sum(losses) / len(losses)

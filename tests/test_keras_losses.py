@@ -116,6 +116,7 @@ FIT_CASES = [
     (L.TripletLoss, {"mining": "semi-hard", "margin": 0.5}),
     (L.TripletLoss, {"mining": "hard", "margin": 0.5}),
     (L.TripletLoss, {"mining": "all", "soft": True}),
+    (L.TripletLoss, {"mining": "random", "margin": 0.5}),
     (L.ContrastiveLoss, {"margin": 1.0}),
     (L.NPairsLoss, {}),
     (L.AngularLoss, {}),
@@ -219,3 +220,13 @@ def test_large_integer_class_ids_stay_distinct(cls, kwargs, reference):
     functional = FUNCTIONS[cls](labels, x, **kwargs)
     np.testing.assert_allclose(loss_value(functional), expected, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(loss_value(cls(**kwargs)(labels, x)), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_triplet_random_class_matches_function_and_round_trips():
+    labels, x = make_random_batch(14, 3, 5, seed=57)
+    loss = L.TripletLoss(mining="random", margin=0.5)
+    expected = L.triplet_loss(labels, x, mining="random", margin=0.5)
+    np.testing.assert_allclose(loss_value(loss(labels[:, None], x)), float(expected), rtol=1e-6)
+    again = keras.losses.deserialize(keras.losses.serialize(loss))
+    assert again.options["mining"] == "random"
+    np.testing.assert_allclose(loss_value(again(labels, x)), float(expected), rtol=1e-6)

@@ -615,3 +615,96 @@ def test_budget_does_not_limit_the_losses(name, monkeypatch):
     labels, x = make_pk_batch(4, 3, 4, seed=45)
     monkeypatch.setattr(course_mining, "MAX_TRIPLET_ELEMENTS", 1)
     np.testing.assert_allclose(value(LOSS_CASES[name](labels, x)), REF_CASES[name](labels, x), rtol=RTOL, atol=ATOL)
+
+
+# ---------------------------------------------------------------------------
+# "random": the loss over the triplets the miner drew (same batch, same draw)
+# ---------------------------------------------------------------------------
+def drawn(labels, x, metric="euclidean"):
+    """The random triplets the loss draws from this batch, as a list of (a, p, n)."""
+    return list(zip(*(t.numpy().tolist() for t in course_mining.mine_triplets(labels, x, "random", metric))))
+
+
+@pytest.mark.parametrize("margin, soft", [(0.2, False), (1.0, False), (1.0, True)], ids=["m0.2", "m1", "soft"])
+@pytest.mark.parametrize("metric", ref.METRICS)
+@pytest.mark.parametrize("labels, x", all_batches())
+def test_random_matches_reference_on_its_own_triplets(labels, x, metric, margin, soft):
+    triplets = drawn(labels, x, metric)
+    assert len(triplets) == len(ref.random_candidates(labels))
+    got = L.triplet_loss_and_statistics(labels, x, margin=margin, mining="random", metric=metric, soft=soft)
+    expected = ref.triplet_loss_of_triplets(labels, x, triplets, margin, metric, soft)
+    np.testing.assert_allclose(value(got.loss), expected, rtol=RTOL, atol=ATOL)
+    active = [ref.triplet_loss_of_triplets(labels, x, [t], margin, metric, soft=False) > 0 if not soft else
+              ref.distance(x[t[0]], x[t[1]], metric) > ref.distance(x[t[0]], x[t[2]], metric) for t in triplets]
+    np.testing.assert_allclose(value(got.active_fraction), np.mean(active) if active else 0.0, atol=1e-6)
+
+
+def test_random_averages_easy_triplets_too():
+    # unlike batch-all (mean over the active ones), easy random triplets count as 0 in the mean
+    labels, x = make_pk_batch(4, 4, 6, seed=60)
+    stats = L.triplet_loss_and_statistics(labels, x, margin=0.5, mining="random")
+    hinges = [ref.triplet_loss_of_triplets(labels, x, [t], 0.5) for t in drawn(labels, x)]
+    assert 0 < value(stats.active_fraction) < 1  # this batch has both kinds
+    np.testing.assert_allclose(value(stats.loss), np.mean(hinges), rtol=RTOL)
+
+
+@pytest.mark.parametrize("soft", [False, True])
+@pytest.mark.parametrize("metric", ref.METRICS)
+def test_random_gradient_matches_finite_differences(metric, soft):
+    labels, x = make_random_batch(9, 3, 3, seed=33)
+    triplets = drawn(labels, x, metric)  # held fixed: the draw is not differentiated
+    expected = finite_difference_gradient(
+        lambda v: ref.triplet_loss_of_triplets(labels, v, triplets, 1.0, metric, soft), x.astype(np.float64))
+    _, got = grad_of(lambda e: L.triplet_loss(labels, e, margin=1.0, mining="random", metric=metric, soft=soft), x)
+    assert np.abs(expected).max() > 1e-3
+    np.testing.assert_allclose(got, expected, rtol=1e-2, atol=2e-3)
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["tf.function", "xla"])
+def test_random_loss_and_gradient_in_graph_and_xla(jit):
+    from course_lib.distances import pairwise_distances
+
+    labels, x = make_random_batch(12, 3, 4, seed=43)
+
+    def step(y, e):
+        with tf.GradientTape() as tape:
+            tape.watch(e)
+            loss = L.triplet_loss(y, e, margin=1.0, mining="random")
+        d = pairwise_distances(e)  # the same distances, the same draw, as inside the loss
+        a, p, n, valid = course_mining.over_mined_triplets(
+            y, d, "random", lambda t, v, _: (*t, v), (0, 0, 0, False))
+        return loss, tape.gradient(loss, e), a, p, n, valid
+
+    loss, grad, a, p, n, valid = tf.function(step, jit_compile=jit)(tf.constant(labels), tf.constant(x))
+    triplets = [t for t, v in zip(zip(a.numpy(), p.numpy(), n.numpy()), valid.numpy()) if v]
+    assert len(triplets) == len(ref.random_candidates(labels))
+    np.testing.assert_allclose(value(loss), ref.triplet_loss_of_triplets(labels, x, triplets, 1.0), rtol=RTOL)
+    expected = finite_difference_gradient(
+        lambda v: ref.triplet_loss_of_triplets(labels, v, triplets, 1.0), x.astype(np.float64))
+    np.testing.assert_allclose(grad.numpy(), expected, rtol=1e-2, atol=2e-3)
+
+
+@pytest.mark.parametrize("labels", [[0, 1, 2, 3], [2, 2, 2, 2], [5]], ids=["no_positive", "single_class", "one"])
+@pytest.mark.parametrize("jit", [None, False, True], ids=["eager", "tf.function", "xla"])
+def test_random_degenerate_batch_is_zero_with_finite_gradient(labels, jit):
+    x = np.random.default_rng(41).normal(size=(len(labels), 3)).astype(np.float32)
+
+    def step(y, e):
+        with tf.GradientTape() as tape:
+            tape.watch(e)
+            loss = L.triplet_loss(y, e, mining="random")
+        return loss, tape.gradient(loss, e)
+
+    run = step if jit is None else tf.function(step, jit_compile=jit)
+    loss, grad = run(tf.constant(labels, tf.int32), tf.constant(x))
+    assert value(loss) == 0.0
+    assert grad is None or np.all(np.isfinite(grad.numpy()))
+
+
+def test_random_collapse_sits_at_the_margin_and_column_labels_agree():
+    labels, x = make_pk_batch(4, 2, 3, seed=36)
+    same = np.ones((len(labels), 3), np.float32)
+    np.testing.assert_allclose(value(L.triplet_loss(labels, same, margin=0.7, mining="random")), 0.7, rtol=1e-5)
+    np.testing.assert_allclose(value(L.triplet_loss(labels, same, mining="random", soft=True)), math.log(2.0),
+                               rtol=1e-5)
+    assert value(L.triplet_loss(labels[:, None], x, mining="random")) == value(L.triplet_loss(labels, x, mining="random"))

@@ -36,7 +36,7 @@ def as_list(triplets):
 
 
 def test_strategies_constant():
-    assert tuple(mining.STRATEGIES) == ("all", "hard", "semi-hard")
+    assert tuple(mining.STRATEGIES) == ("all", "hard", "semi-hard", "random")
 
 
 # ---------------------------------------------------------------------------
@@ -386,3 +386,99 @@ def test_budget_does_not_limit_quadratic_miners(strategy, monkeypatch):
     labels, x = make_pk_batch(P, K, 4, seed=45)
     monkeypatch.setattr(mining, "MAX_TRIPLET_ELEMENTS", 1)
     assert as_list(mine_triplets(labels, x, strategy=strategy)) == ref.mine_triplets(labels, x, strategy, "euclidean")
+
+
+# ---------------------------------------------------------------------------
+# "random": no mining, one uniform (p, n) per anchor, seeded by the batch
+# ---------------------------------------------------------------------------
+def assert_valid_random_draw(labels, got):
+    """One triplet per anchor that has a positive and a negative, in anchor order, each valid."""
+    candidates = ref.random_candidates(labels)
+    assert [a for a, _, _ in got] == sorted(candidates)
+    for a, p, n in got:
+        positives, negatives = candidates[a]
+        assert p in positives and n in negatives
+
+
+@pytest.mark.parametrize("labels, x", all_batches())
+def test_random_draws_one_valid_triplet_per_anchor(labels, x):
+    assert_valid_random_draw(labels, as_list(mine_triplets(labels, x, strategy="random")))
+
+
+def test_random_is_reproducible_and_changes_with_the_batch():
+    labels, x = make_pk_batch(4, 4, 6, seed=50)
+    first = as_list(mine_triplets(labels, x, strategy="random"))
+    assert as_list(mine_triplets(labels, x, strategy="random")) == first
+    assert as_list(mine_triplets(labels, x + 0.01, strategy="random")) != first  # another step, another draw
+
+
+def test_random_covers_every_candidate_uniformly():
+    # 600 batches with the same labels and random distances (another seed each time):
+    # each anchor's positive and negative are uniform over its candidates.
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3], np.int32)
+    candidates = ref.random_candidates(labels)
+    rng = np.random.default_rng(51)
+    draw = tf.function(lambda d: tuple(mine_triplets_from_distances(labels, d, strategy="random")))
+    counts = {a: (dict.fromkeys(p, 0), dict.fromkeys(n, 0)) for a, (p, n) in candidates.items()}
+    trials = 600
+    for _ in range(trials):
+        d = rng.uniform(0.0, 2.0, size=(len(labels), len(labels))).astype(np.float32)
+        triplets = list(zip(*(t.numpy().tolist() for t in draw(d))))
+        assert_valid_random_draw(labels, triplets)
+        for a, p, n in triplets:
+            counts[a][0][p] += 1
+            counts[a][1][n] += 1
+    for a, (positives, negatives) in counts.items():
+        for seen in (positives, negatives):
+            expected = trials / len(seen)
+            # binomial std <= sqrt(trials / 4) ~ 12.2: 5 std either side, never hit by chance
+            assert all(abs(c - expected) < 5 * np.sqrt(expected) for c in seen.values()), f"anchor {a}: {seen}"
+
+
+def test_random_pick_is_uniform_over_the_mask():
+    mask = tf.constant([[True, False, True, True], [False, False, False, True], [False] * 4])
+    picks = np.array([mining.random_pick(mask, tf.constant([s, 7])).numpy() for s in range(300)])
+    assert set(picks[:, 0]) == {0, 2, 3} and set(picks[:, 1]) == {3}
+    np.testing.assert_allclose(np.bincount(picks[:, 0], minlength=4)[[0, 2, 3]] / 300, 1 / 3, atol=0.1)
+
+
+@pytest.mark.parametrize("labels", [
+    pytest.param([0, 1, 2, 3], id="no_positive_pair"),
+    pytest.param([4, 4, 4, 4], id="single_class"),
+    pytest.param([7], id="one_sample"),
+])
+def test_random_degenerate_batches_give_no_triplets(labels):
+    x = np.random.default_rng(0).normal(size=(len(labels), 3)).astype(np.float32)
+    assert as_list(mine_triplets(np.array(labels), x, strategy="random")) == []
+
+
+def test_random_skips_anchor_without_positive_or_negative():
+    labels, x = np.array([0, 0, 9, 0]), np.array([[0.0], [1.0], [5.0], [2.5]], np.float32)
+    got = as_list(mine_triplets(labels, x, strategy="random"))
+    assert [a for a, _, _ in got] == [0, 1, 3] and all(n == 2 for _, _, n in got)
+
+
+@pytest.mark.parametrize("variant", ["column", "float_column", "int64_tensor"])
+def test_random_label_formats_give_same_triplets(variant):
+    labels, x = make_random_batch(12, 3, 4, seed=52)
+    v = {"column": labels[:, None], "float_column": labels.astype(np.float64)[:, None],
+         "int64_tensor": tf.constant(labels, tf.int64)}[variant]
+    assert as_list(mine_triplets(v, x, strategy="random")) == as_list(mine_triplets(labels, x, strategy="random"))
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["tf.function", "xla"])
+def test_random_in_graph_and_xla(jit):
+    labels, x = make_random_batch(13, 3, 4, seed=53)
+    d = pairwise_distances(x)
+
+    def draw(y, dist):  # what the losses see: B triplets and a validity mask, fixed shapes
+        return mining.over_mined_triplets(y, dist, "random", lambda t, valid, _: (*t, valid), (0, 0, 0, False))
+
+    compiled = tf.function(draw, jit_compile=jit)
+    a, p, n, valid = (t.numpy() for t in compiled(tf.constant(labels), d))
+    got = [(int(i), int(j), int(k)) for i, j, k, v in zip(a, p, n, valid) if v]
+    assert_valid_random_draw(labels, got)
+    assert [t.numpy().tolist() for t in compiled(tf.constant(labels), d)] == [a.tolist(), p.tolist(), n.tolist(),
+                                                                              valid.tolist()]
+    if not jit:  # XLA's Philox kernel draws other numbers from the same seed than TensorFlow's
+        assert got == as_list(mine_triplets_from_distances(labels, d, strategy="random"))
