@@ -10,6 +10,7 @@ Modules, one concept each:
 ``models``         the CNN embedding network and its classifier twin
 ``training``       the training loop with diagnostics (active triplets, collapse)
 ``retrieval``      precision@1, recall@k, R-precision, MAP@R; nearest neighbours
+``holdout``        held-out classes: the seen/unseen split and report beside pixels
 ``projection``     PCA/UMAP projections, HTML and Embedding Projector export
 ``viz``            plotly drawing primitives
 ``widgets``        binding ipywidgets to pure compute/draw functions

@@ -143,6 +143,9 @@ def add_train_command(commands):
     group.add_argument("--source", choices=SOURCES, default="auto",
                        help="bundled: the small subsets in data/; full: the complete dataset; "
                             "auto: full when it is on this machine, else bundled (default: auto)")
+    group.add_argument("--holdout-classes", type=int, nargs="+", metavar="C",
+                       help="train without these classes (ids 0-9); metrics.json's \"holdout\" section then "
+                            "scores retrieval of seen and unseen classes apart, beside raw pixels")
 
     add_loss_options(parser)
     add_self_supervised_options(parser)
@@ -257,6 +260,10 @@ def check_train_args(args):
         return "--plot-points must be >= 10"
     if args.eval_limit is not None and args.eval_limit < 20:
         return "--eval-limit must be >= 20"
+    if args.holdout_classes is not None:
+        problem = check_holdout_args(args)
+        if problem:
+            return problem
     if args.strength is not None and not args.strength >= 0:
         return "--strength must be >= 0"
     if args.batch_size is not None and args.batch_size < 2:
@@ -278,6 +285,31 @@ def check_train_args(args):
     if args.soft and args.margin is not None:
         return "--margin has no effect with --soft (the soft margin has none): give one of them"
     return None
+
+
+def check_holdout_args(args):
+    """The problem with --holdout-classes (ids, repeats, classes left for P x K batches), or None."""
+    classes = args.holdout_classes
+    unknown = [c for c in classes if not 0 <= c < NUM_CLASSES]
+    if unknown:
+        return f"--holdout-classes: {unknown[0]} is not a class id (0 to {NUM_CLASSES - 1})"
+    if len(set(classes)) != len(classes):
+        return "--holdout-classes names a class twice"
+    left = NUM_CLASSES - len(classes)
+    if left < 2:
+        return f"--holdout-classes leaves {left} class(es) to train on; at least 2 must stay"
+    given_p = args.classes_per_batch != args.parser.get_default("classes_per_batch")
+    if not args.self_supervised and given_p and args.classes_per_batch > left:
+        return (f"--classes-per-batch {args.classes_per_batch} but --holdout-classes leaves "
+                f"{left} classes to train on")
+    return None
+
+
+def classes_per_batch(args):
+    """P: --classes-per-batch, at most the classes left to train on when none is given."""
+    if args.holdout_classes is None or args.classes_per_batch != args.parser.get_default("classes_per_batch"):
+        return args.classes_per_batch
+    return min(args.classes_per_batch, NUM_CLASSES - len(args.holdout_classes))
 
 
 def _given(args, option):
@@ -323,7 +355,7 @@ def train_settings(args):
         "l2_normalize": ((model_defaults["l2_normalize"] if args.l2_normalize is None else args.l2_normalize)
                          if ranking else False),
         "epochs": args.epochs or DEFAULT_EPOCHS[args.dataset],
-        "classes_per_batch": args.classes_per_batch,
+        "classes_per_batch": classes_per_batch(args),
         "samples_per_class": args.samples_per_class,
         "steps_per_epoch": args.steps_per_epoch,
         "learning_rate": args.learning_rate,
@@ -332,6 +364,7 @@ def train_settings(args):
         **self_supervised_settings(args),
         "metric": args.metric or defaults_of(evaluate)["metric"],  # the distance that scores retrieval
         "eval_limit": args.eval_limit,
+        "holdout_classes": sorted(args.holdout_classes) if args.holdout_classes else None,
         "projection": args.projection,
         "plot_points": args.plot_points,
     }
@@ -355,7 +388,7 @@ def self_supervised_settings(args):
 # ------------------------------------------------------------ train: the run
 def run_train(args):
     """Train, evaluate on the test split, and write the run's files."""
-    from course_lib import data, distributed, models, retrieval, training
+    from course_lib import data, distributed, holdout, models, retrieval, training
 
     settings = train_settings(args)
     strategy = distributed.make_strategy(args.strategy)  # first: multi-worker sets up TensorFlow's collectives
@@ -366,6 +399,8 @@ def run_train(args):
         args.dataset, "test", args.source, return_info=True)
     keep = data.pick_subset(len(test_labels), args.eval_limit, args.seed)
     test_images, test_labels = test_images[keep], test_labels[keep]
+    if settings["holdout_classes"]:  # the unseen classes never reach training
+        train_images, train_labels = holdout.seen_only(train_images, train_labels, settings["holdout_classes"])
 
     print(describe_run(settings, len(train_labels)))
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -386,6 +421,9 @@ def run_train(args):
     }
     record = {**metrics, "seconds": round(seconds, 3), "settings": settings, "data": sources,
               "history": history.to_dict()["records"], "collapse": history.collapse}
+    if settings["holdout_classes"]:
+        record["holdout"] = holdout_section(settings, embeddings, test_images, test_labels)
+        print(holdout_table(record["holdout"]))
     if not distributed.is_chief(strategy):  # same weights as the chief's: nothing to add
         resolver = strategy.cluster_resolver
         print(f"\n{resolver.task_type} {resolver.task_id} is not the chief: the chief writes the files.")
@@ -398,6 +436,28 @@ def run_train(args):
         print(f"  {name:<16} {text}")
     print(f"Recompute the metrics: python -m course_lib evaluate {out}")
     return 0
+
+
+def holdout_section(settings, embeddings, images, labels):
+    """metrics.json's "holdout": seen- and unseen-class queries against a gallery of every class, and pixels."""
+    from course_lib import holdout
+
+    report = holdout.holdout_report(embeddings, images, labels, settings["holdout_classes"], settings["metric"])
+    return {"classes": report["classes"], "seen": json_metrics(report["seen"]),
+            "unseen": json_metrics(report["unseen"]),
+            "pixels": {group: json_metrics(report["pixels"][group]) for group in ("seen", "unseen")}}
+
+
+def holdout_table(section):
+    """MAP@R and precision@1 of seen and unseen queries, learned vs pixels, as text lines."""
+    lines = [f"\nHeld-out classes {section['classes']} (never trained on): queries of the test split's "
+             f"first half against its second half (every class)",
+             f"  {'queries':<8} {'MAP@R':>8} {'pixels':>8} {'P@1':>8} {'pixels':>8}"]
+    for group in ("seen", "unseen"):
+        mine, pixels = section[group], section["pixels"][group]
+        lines.append(f"  {group:<8} {mine['map_at_r']:>8.4f} {pixels['map_at_r']:>8.4f} "
+                     f"{mine['precision_at_1']:>8.4f} {pixels['precision_at_1']:>8.4f}")
+    return "\n".join(lines)
 
 
 def train_model(settings, train_images, train_labels, test_images, test_labels, strategy=None):
@@ -530,6 +590,8 @@ def run_evaluate(args):
     print(f"\n{run_dir}: {metrics['num_queries']:,} test images embedded by {where}, "
           f"{saved['settings']['metric']} distance:")
     print(metrics_table(metrics, saved))
+    if "holdout" in metrics:
+        print(holdout_table(metrics["holdout"]))
     return 0
 
 
@@ -549,20 +611,32 @@ def recompute_metrics(run_dir, from_embeddings=False):
         labels = np.load(run_dir / "labels.npy")
     else:
         embeddings, labels = embed_test_split(run_dir, settings, saved["data"]["test_source"])
-    return json_metrics(retrieval.evaluate(embeddings, labels, metric=settings["metric"]))
+    metrics = json_metrics(retrieval.evaluate(embeddings, labels, metric=settings["metric"]))
+    if settings.get("holdout_classes"):  # the pixel baseline needs the test images themselves
+        images, _ = test_split(settings, saved["data"]["test_source"])
+        metrics["holdout"] = holdout_section(settings, embeddings, images, labels)
+    return metrics
+
+
+def test_split(settings, source):
+    """The run's test images and labels (its --eval-limit subset)."""
+    from course_lib import data
+
+    images, labels = data.load_dataset(settings["dataset"], "test", source)
+    keep = data.pick_subset(len(labels), settings["eval_limit"], settings["seed"])
+    return images[keep], labels[keep]
 
 
 def embed_test_split(run_dir, settings, source):
     """Embeddings and labels of the run's test images, from its saved model."""
     import keras
 
-    from course_lib import data, models, training
+    from course_lib import models, training
 
-    images, labels = data.load_dataset(settings["dataset"], "test", source)
-    keep = data.pick_subset(len(labels), settings["eval_limit"], settings["seed"])
+    images, labels = test_split(settings, source)
     model = keras.models.load_model(run_dir / "model.keras")
-    embeddings = training.embed(models.embedding_model(model), images[keep])
-    return embeddings, labels[keep]
+    embeddings = training.embed(models.embedding_model(model), images)
+    return embeddings, labels
 
 
 # ------------------------------------------------------------------ printing

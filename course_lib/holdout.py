@@ -1,0 +1,142 @@
+"""Retrieval of classes never seen in training: the held-out-class protocol.
+
+An embedding is worth training when it retrieves *new* classes, ones the
+network never saw (TF Similarity's hello-world; lesson 06). The protocol:
+
+1. Pick the held-out ("unseen") classes U. Training uses only the training
+   images whose class is not in U (:func:`seen_only`). Anything tuned
+   during training (early stopping) is tuned on training classes too,
+   never on the test split.
+2. Cut the test split into queries and a gallery (:func:`query_gallery_split`):
+   within each class, items 0, 2, 4, ... are queries, items 1, 3, 5, ...
+   gallery items. The gallery holds *every* class, seen and unseen, the way
+   a shop's search index holds every product.
+3. Score the queries of seen classes and those of unseen classes separately
+   against that one gallery (:func:`seen_unseen_metrics`), each with
+   :func:`course_lib.retrieval.evaluate`: precision@1, recall@k,
+   R-precision and MAP@R, where for a query with R same-class gallery items
+
+       MAP@R = (1/R) * sum over i = 1..R of  P(i) * [item i is relevant],
+
+   P(i) the precision of the first i results.
+4. Compare with the raw pixels scored the same way (:func:`pixel_embeddings`):
+   an embedding is useful on unseen classes only if it beats them.
+
+:func:`holdout_report` does 2 to 4 in one call and returns the dict that
+``python -m course_lib train --holdout-classes ...`` saves in metrics.json:
+
+    {"classes": [6, 7, 8, 9], "seen": {...}, "unseen": {...},
+     "pixels": {"seen": {...}, "unseen": {...}}}
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from course_lib import retrieval
+
+__all__ = [
+    "check_holdout_classes", "seen_only", "pixel_embeddings", "query_gallery_split",
+    "seen_unseen_metrics", "holdout_report",
+]
+
+
+# ------------------------------------------------------------ the split
+def check_holdout_classes(holdout_classes, num_classes=10):
+    """The held-out classes as a sorted list of ints; ValueError when they are not usable.
+
+    Each must be a class id in 0..num_classes - 1, none twice, and at least
+    two classes must stay for training (a P x K batch needs two classes).
+    """
+    try:
+        classes = list(holdout_classes)
+    except TypeError:
+        raise ValueError(f"holdout_classes must be a list of class ids, got {holdout_classes!r}.") from None
+    if not classes:
+        raise ValueError("holdout_classes must name at least one class, got none.")
+    for c in classes:
+        if not isinstance(c, numbers.Integral) or isinstance(c, bool) or not 0 <= c < num_classes:
+            raise ValueError(f"holdout_classes: {c!r} is not a class id; expected ints in 0..{num_classes - 1}.")
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"holdout_classes names a class twice: {classes}.")
+    if num_classes - len(classes) < 2:
+        raise ValueError(f"holdout_classes={sorted(classes)} leaves {num_classes - len(classes)} of "
+                         f"{num_classes} classes for training; at least 2 must stay.")
+    return sorted(int(c) for c in classes)
+
+
+def seen_only(images, labels, holdout_classes):
+    """The training images and labels whose class is *not* held out: (images, labels)."""
+    labels = np.asarray(labels).reshape(-1)
+    keep = ~np.isin(labels, check_holdout_classes(holdout_classes))
+    return np.asarray(images)[keep], labels[keep]
+
+
+def pixel_embeddings(images):
+    """The raw-pixel "embedding": uint8 images [N, 28, 28] -> float32 [N, 784] in [0, 1].
+
+    x = vec(image) / 255: the Euclidean distance of two images is the root of
+    the summed squared differences of their pixel intensities.
+    """
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 3:
+        raise ValueError(f"`images` must be uint8 [N, height, width], got {images.dtype} {images.shape}.")
+    return images.reshape(len(images), -1).astype(np.float32) / 255.0
+
+
+def query_gallery_split(labels):
+    """Boolean mask [N]: True for queries, False for the gallery; half of each class each.
+
+    Within each class, in the order of the array, items 0, 2, 4, ... are
+    queries and items 1, 3, 5, ... gallery items. Deterministic, and every
+    class is split evenly (an odd count gives the queries one more).
+    """
+    labels = np.asarray(labels).reshape(-1)
+    is_query = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        is_query[np.flatnonzero(labels == label)[0::2]] = True
+    return is_query
+
+
+# -------------------------------------------------------------- scoring
+def seen_unseen_metrics(embeddings, labels, unseen, is_query=None, ks=(1, 5, 10), metric="euclidean"):
+    """Seen-class and unseen-class queries, each against one gallery of every class.
+
+    Returns ``{"seen": evaluate(...), "unseen": evaluate(...)}``: the queries
+    (``is_query``, default :func:`query_gallery_split`) whose class is / is
+    not in ``unseen``, searched in the gallery ``~is_query``.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    embeddings = np.asarray(embeddings)
+    is_query = query_gallery_split(labels) if is_query is None else np.asarray(is_query, dtype=bool)
+    is_unseen = np.isin(labels, np.asarray(list(unseen)))
+    gallery = ~is_query
+    result = {}
+    for group, mask in (("seen", is_query & ~is_unseen), ("unseen", is_query & is_unseen)):
+        if not mask.any():
+            raise ValueError(f"No {group}-class query: the labels hold no {group} class.")
+        result[group] = retrieval.evaluate(embeddings[mask], labels[mask], embeddings[gallery],
+                                           labels[gallery], ks=ks, metric=metric)
+    return result
+
+
+def holdout_report(embeddings, images, labels, holdout_classes, metric="euclidean", ks=(1, 5, 10)):
+    """The held-out-class report of an embedding of the test split, beside raw pixels.
+
+    ``embeddings`` [N, D] and uint8 ``images`` [N, 28, 28] of the same N test
+    items, ``labels`` [N]. Returns ``{"classes": sorted held-out classes,
+    "seen": ..., "unseen": ..., "pixels": {"seen": ..., "unseen": ...}}``, each
+    an :func:`course_lib.retrieval.evaluate` dict (:func:`seen_unseen_metrics`,
+    the embedding with ``metric``, the pixels with the Euclidean distance).
+    """
+    classes = check_holdout_classes(holdout_classes)
+    embeddings, labels = np.asarray(embeddings), np.asarray(labels).reshape(-1)
+    if len(embeddings) != len(labels) or len(images) != len(labels):
+        raise ValueError(f"embeddings, images and labels must have one row per item, got "
+                         f"{len(embeddings)}, {len(images)} and {len(labels)}.")
+    is_query = query_gallery_split(labels)
+    learned = seen_unseen_metrics(embeddings, labels, classes, is_query, ks, metric)
+    pixels = seen_unseen_metrics(pixel_embeddings(images), labels, classes, is_query, ks)
+    return {"classes": classes, **learned, "pixels": pixels}
