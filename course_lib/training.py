@@ -16,6 +16,11 @@ A collapsed embedding (every point at the same place, f(x) = const) shows as
 distances near 0 with the loss stuck at the margin: :func:`detect_collapse`
 recognises it and :func:`train` warns.
 
+:func:`train` draws P x K batches of labelled images;
+:func:`train_self_supervised` runs the same loop without class labels, on
+two augmented views per image labelled by the image's index (SimCLR,
+lesson 10). Both call ``on_epoch(record)`` after every epoch if asked.
+
 The loop runs under any ``tf.distribute`` strategy: build the model inside
 ``strategy.scope()`` and pass the strategy in. With several replicas each
 replica mines and computes the loss on the global batch, not its own slice
