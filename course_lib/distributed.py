@@ -59,7 +59,7 @@ Several machines (``MultiWorkerMirroredStrategy``)
 
     Create the strategy first, before any other TensorFlow call, then::
 
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        strategy = make_strategy("multi-worker")  # checks TF_CONFIG, then MultiWorkerMirroredStrategy()
         with strategy.scope():
             model = embedding_network(seed=0)
         history = train(model, images, labels, strategy=strategy, cross_replica=True)
@@ -67,13 +67,15 @@ Several machines (``MultiWorkerMirroredStrategy``)
     Every worker builds the same P x K plan (same seed) and feeds only its
     own replicas' slices (:func:`distribute_pk_batches`), so the global batch
     is still exactly P x K. Replicas are numbered worker after worker, so the
-    gathered batch is again in the original order. Worker 0 (the "chief") is
-    the one to save checkpoints and print (``progress=False`` elsewhere). The
+    gathered batch is again in the original order. Worker 0 (the "chief",
+    :func:`is_chief`) is the one to save the model and the run's files; the
+    others only train. ``python -m course_lib train --strategy multi-worker``
+    does all of this (same command on every machine). The
     all-gather then crosses the network: B x d floats per step, small next
     to the gradients. To rehearse on one machine, start two processes with
     ``"localhost:12345"`` and ``"localhost:12346"`` as the workers and index
-    0 and 1: the course's code was checked that way (same loss and gradients
-    as one device, each worker fed its own slice).
+    0 and 1: ``tests/test_multiworker.py`` does that and checks that the
+    trained weights equal a one-process run.
 
 Not covered here: BatchNormalization computes its statistics per replica
 (``keras.layers.BatchNormalization(synchronized=True)`` shares them); the
@@ -82,15 +84,21 @@ course's networks have none.
 
 from __future__ import annotations
 
+import functools
+import json
+import os
+import socket
+
 import numpy as np
 import tensorflow as tf
 
 from course_lib.data import pk_batches
 from course_lib.mining import mine_triplets
+from course_lib.options import DISTRIBUTE, check_choice
 
 __all__ = [
-    "use_logical_cpus", "mirrored_strategy", "gather_batch",
-    "replica_gradients", "split_batch", "loss_and_gradients", "make_train_step",
+    "use_logical_cpus", "mirrored_strategy", "make_strategy", "read_tf_config", "local_cluster", "is_chief",
+    "gather_batch", "replica_gradients", "split_batch", "loss_and_gradients", "make_train_step",
     "pk_dataset_fn", "distribute_pk_batches", "replica_of", "negatives_seen",
     "per_replica_mining_report",
 ]
@@ -124,6 +132,103 @@ def mirrored_strategy():
     """
     devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
     return tf.distribute.MirroredStrategy([device.name for device in devices])
+
+
+def make_strategy(name="default"):
+    """The strategy ``python -m course_lib train --strategy NAME`` trains under.
+
+    * ``"default"``: one device, ``tf.distribute.get_strategy()``;
+    * ``"mirrored"``: :func:`mirrored_strategy`, every local GPU (or logical CPU);
+    * ``"multi-worker"``: ``tf.distribute.MultiWorkerMirroredStrategy``, every
+      device of every worker named in the environment variable ``TF_CONFIG``
+      (checked by :func:`read_tf_config` first). Call it before any other
+      TensorFlow op: it configures the collectives (all-reduce, all-gather)
+      of the process, which TensorFlow does once. Later calls return the
+      same strategy.
+    """
+    check_choice("strategy", name, DISTRIBUTE)
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return mirrored_strategy()
+    return _multi_worker_strategy(os.environ.get("TF_CONFIG"))
+
+
+@functools.cache
+def _multi_worker_strategy(tf_config):
+    read_tf_config(tf_config)  # a clear error before TensorFlow's own
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def read_tf_config(text):
+    """``TF_CONFIG`` (a JSON string) as ``(workers, task_type, task_index)``, or a ValueError saying what is wrong.
+
+    The form ``MultiWorkerMirroredStrategy`` reads, for worker 1 of 2::
+
+        {"cluster": {"worker": ["host0:12345", "host1:12345"]}, "task": {"type": "worker", "index": 1}}
+
+    ``workers`` lists every ``"host:port"`` of the cluster, a ``"chief"`` job
+    first if there is one.
+    """
+    example = ('e.g. TF_CONFIG=\'{"cluster": {"worker": ["host0:12345", "host1:12345"]}, '
+               '"task": {"type": "worker", "index": 0}}\' (index 1 on the second machine)')
+    if not text:
+        raise ValueError(f"--strategy multi-worker reads the cluster from the environment variable "
+                         f"TF_CONFIG, which is not set: {example}.")
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"TF_CONFIG is not valid JSON ({error}): {example}.") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    jobs = {job: hosts for job, hosts in cluster.items() if job in ("chief", "worker")} \
+        if isinstance(cluster, dict) else {}
+    if not any(jobs.values()) or not all(_host_list(hosts) for hosts in jobs.values()):
+        raise ValueError(f'TF_CONFIG needs "cluster": {{"worker": [...]}}, a list of "host:port", '
+                         f"got {text!r}: {example}.")
+    task = config.get("task")
+    if not (isinstance(task, dict) and task.get("type") in jobs and isinstance(task.get("index"), int)
+            and 0 <= task["index"] < len(jobs[task["type"]])):
+        raise ValueError(f'TF_CONFIG needs "task": {{"type": "worker", "index": i}} naming this process '
+                         f"among the cluster's workers, got {text!r}: {example}.")
+    return jobs.get("chief", []) + jobs.get("worker", []), task["type"], task["index"]
+
+
+def _host_list(hosts):
+    return isinstance(hosts, list) and all(isinstance(host, str) and ":" in host for host in hosts)
+
+
+def local_cluster(num_workers, host="127.0.0.1"):
+    """``TF_CONFIG`` values for ``num_workers`` processes on this machine, one per process.
+
+    Each process gets its own free port on ``host``: set the i-th value as
+    ``TF_CONFIG`` of the i-th process to rehearse a cluster without a second
+    machine. (A port is free when chosen; another program could take it
+    before TensorFlow does, which is unlikely.)
+    """
+    sockets = [socket.socket() for _ in range(num_workers)]
+    try:
+        for sock in sockets:  # all held open at once: distinct ports
+            sock.bind((host, 0))
+        workers = [f"{host}:{sock.getsockname()[1]}" for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+    return [json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})
+            for i in range(num_workers)]
+
+
+def is_chief(strategy):
+    """True in the one process that writes the run's files: the only one, or the cluster's chief.
+
+    Under ``MultiWorkerMirroredStrategy`` the chief is the task of type
+    ``"chief"``, or worker 0 when the cluster has none (TensorFlow's rule).
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or resolver.task_type is None:
+        return True
+    jobs = resolver.cluster_spec().as_dict()
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in jobs)
 
 
 # ------------------------------------------------------ one replica's step
