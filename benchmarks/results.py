@@ -149,8 +149,14 @@ def trained_rows(dataset, config, seed, settings, work):
 
     out = work / f"{dataset}-{config}-seed{seed}"
     argv = train_argv(dataset, config, seed, out, settings)
-    keras.backend.clear_session()
-    wall, cpu = run_cli(argv, out.with_suffix(".log"))
+    done = out.with_suffix(".done.json")  # a finished run: reused by --resume when its argv matches
+    saved = json.loads(done.read_text(encoding="utf-8")) if done.is_file() else None
+    if settings.get("resume") and saved and saved["argv"] == argv:
+        wall, cpu = saved["wall"], saved["cpu"]
+    else:
+        keras.backend.clear_session()
+        wall, cpu = run_cli(argv, out.with_suffix(".log"))
+        done.write_text(json.dumps({"argv": argv, "wall": wall, "cpu": cpu}), encoding="utf-8")
     record = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     splits, pixels = split_metrics(record)
     base = {"dataset": dataset, "seed": seed, "train_seconds": float(record["seconds"]),
@@ -248,9 +254,9 @@ def markdown(result):
     meta = result["meta"]
     lines = ["# Results: every loss of the course, seen and unseen classes", "",
              f"Generated {meta['date']} at commit `{meta['commit']}` by `{meta['command']}` on "
-             f"{meta['machine']}; {meta['runs']} training runs in {meta['wall_seconds'] / 60:.1f} min "
-             f"wall, {meta['cpu_seconds'] / 60:.1f} min CPU (the machine was shared with other jobs: "
-             "wall times are inflated, CPU times less so).", "",
+             f"{meta['machine']}; {meta['runs']} training runs, {meta['wall_seconds'] / 60:.1f} min wall and "
+             f"{meta['cpu_seconds'] / 60:.1f} min CPU summed over the runs and baselines (the machine was "
+             "shared with other jobs: wall times are inflated, CPU times less so).", "",
              f"Settings: {describe_settings(meta)}", "",
              "Each cell: mean +- std over the seeds (sample std, ddof = 1). `train s`: the run's "
              "training seconds (wall, as metrics.json records them); `CPU s`: the whole CLI call's "
@@ -316,6 +322,8 @@ def build_parser():
     parser.add_argument("--eval-limit", type=int, help="score a subset of the test split (default: all)")
     parser.add_argument("--no-holdout", action="store_true",
                         help="train on every class and score the test split leave-one-out")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the runs in --work that finished with the same command line")
     parser.add_argument("--smoke", action="store_true",
                         help=f"the CI slice: {SMOKE} (explicit options still win)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"),
@@ -340,7 +348,7 @@ def resolve(args):
     if holdout and not cli_has("--holdout-classes"):
         print("note: this course_lib's CLI has no --holdout-classes yet: plain runs, all classes seen")
         holdout = False
-    return {**given, "holdout": holdout}
+    return {**given, "holdout": holdout, "resume": args.resume}
 
 
 def main(argv=None):
@@ -348,10 +356,10 @@ def main(argv=None):
     settings = resolve(args)
     out = Path(args.out)
     work = Path(args.work)
-    started, wall, cpu = datetime.datetime.now(), time.perf_counter(), time.process_time()
+    started, wall = datetime.datetime.now(), time.perf_counter()
     rows, commands = [], {}
-    for dataset in args.datasets:
-        for seed in args.seeds:
+    for seed in args.seeds:  # seed by seed: a table cut short still covers every configuration
+        for dataset in args.datasets:
             rows += untouched_rows(dataset, seed, settings)
             for config in args.configs:
                 new, run_settings, command = trained_rows(dataset, config, seed, settings, work)
@@ -361,17 +369,34 @@ def main(argv=None):
                     f"{r['split']} MAP@R {r['map_at_r']:.3f}" for r in new if r["config"] == config)
                     + f" ({new[0]['wall_seconds']:.0f} s wall, {new[0]['cpu_seconds']:.0f} s CPU)",
                     flush=True)
-    rows = check_same_protocol(rows)
+                write(out, args, argv, settings, check_same_protocol(rows), commands, started, wall)
+    write(out, args, argv, settings, check_same_protocol(rows), commands, started, wall)
+    print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+    return 0
+
+
+def once(rows, key):
+    """``key`` of each run once (a run has one row per split)."""
+    return {(r["dataset"], r["config"], r["seed"]): r[key] for r in rows}.values()
+
+
+def write(out, args, argv, settings, rows, commands, started, wall):
+    """results.json and results.md from the rows so far (rewritten after every run)."""
+    seeds_done = sorted({r["seed"] for r in rows if r["config"] == args.configs[-1]})
     result = {
         "meta": {
             "date": started.strftime("%Y-%m-%d %H:%M"), "commit": git_commit(),
             "command": "python benchmarks/results.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU",
             "python": platform.python_version(), "datasets": args.datasets, "configs": args.configs,
-            "seeds": args.seeds, "settings": settings, "holdout_classes": {d: HOLDOUT[d] for d in args.datasets},
-            "runs": len(args.datasets) * len(args.seeds) * len(args.configs),
-            "wall_seconds": round(time.perf_counter() - wall, 1),
-            "cpu_seconds": round(time.process_time() - cpu, 1), "commands": commands,
+            "seeds": seeds_done, "seeds_planned": args.seeds,
+            "settings": {key: value for key, value in settings.items() if key != "resume"},
+            "holdout_classes": {d: HOLDOUT[d] for d in args.datasets},
+            "runs": len({(r["dataset"], r["config"], r["seed"]) for r in rows if r["config"] not in BASELINES}),
+            "wall_seconds": round(sum(once(rows, "wall_seconds")), 1),  # summed over the runs
+            "cpu_seconds": round(sum(once(rows, "cpu_seconds")), 1),
+            "script_wall_seconds": round(time.perf_counter() - wall, 1),  # this call (less with --resume)
+            "commands": commands,
         },
         "runs": rows,
         "summary": summarise(rows),
@@ -379,8 +404,6 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     (out / "results.md").write_text(markdown(result) + "\n", encoding="utf-8")
-    print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
-    return 0
 
 
 if __name__ == "__main__":
