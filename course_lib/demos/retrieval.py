@@ -16,7 +16,9 @@ The honest test of an embedding (TF Similarity's hello-world, lesson 06):
 train on some classes, then search for classes the network never saw.
 :func:`query_gallery_split` cuts a test set into queries and a gallery,
 :func:`seen_unseen_metrics` scores seen- and unseen-class queries against
-the same gallery, :func:`seen_unseen_by_epoch` follows both during training.
+the same gallery (both, with :func:`pixel_embeddings`, live in
+:mod:`course_lib.holdout`, the protocol's home, and are re-exported here),
+:func:`seen_unseen_by_epoch` follows both during training.
 Where the unseen-class information goes: :func:`head_stages` gives the
 embedding at each stage of the projection head (backbone features f,
 projection W f + b, unit length), :func:`mean_norm_by_class` the length of
@@ -35,6 +37,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from course_lib import retrieval, viz
+from course_lib.holdout import pixel_embeddings, query_gallery_split, seen_unseen_metrics  # the protocol's home
 
 __all__ = [
     "CORRECT_COLOR", "WRONG_COLOR", "QUERY_COLOR",
@@ -54,18 +57,6 @@ QUERY_COLOR = "#1f3b73"  # dark blue: the query itself
 # ---------------------------------------------------------------------------
 # embeddings and scores
 # ---------------------------------------------------------------------------
-def pixel_embeddings(images):
-    """The raw-pixel "embedding": uint8 images [N, 28, 28] -> float32 [N, 784] in [0, 1].
-
-    x = vec(image) / 255, so the Euclidean distance between two images is
-    sqrt(sum over the 784 pixels of (difference of intensities)^2).
-    """
-    images = np.asarray(images)
-    if images.dtype != np.uint8 or images.ndim != 3:
-        raise ValueError(f"`images` must be uint8 [N, height, width], got {images.dtype} {images.shape}.")
-    return images.reshape(len(images), -1).astype(np.float32) / 255.0
-
-
 def compare(spaces, labels, ks=(1, 5, 10), metric="euclidean"):
     """Leave-one-out retrieval metrics of several embeddings of the same items.
 
@@ -74,42 +65,6 @@ def compare(spaces, labels, ks=(1, 5, 10), metric="euclidean"):
     with every item a query against the N - 1 others.
     """
     return {name: retrieval.evaluate(x, labels, ks=ks, metric=metric) for name, x in spaces.items()}
-
-
-def query_gallery_split(labels):
-    """Boolean mask [N]: True for queries, False for the gallery; half of each class each.
-
-    Within each class, in the order of the array, items 0, 2, 4, ... are
-    queries and items 1, 3, 5, ... gallery items. Deterministic, and every
-    class is split evenly (an odd count gives the queries one more).
-    """
-    labels = np.asarray(labels).reshape(-1)
-    is_query = np.zeros(len(labels), dtype=bool)
-    for label in np.unique(labels):
-        rows = np.flatnonzero(labels == label)
-        is_query[rows[0::2]] = True
-    return is_query
-
-
-def seen_unseen_metrics(embeddings, labels, unseen, is_query=None, ks=(1, 5)):
-    """Retrieval metrics of seen-class and unseen-class queries against one gallery.
-
-    The gallery holds every class (``~is_query``), the way a search engine
-    would hold every product; queries are split by whether their class is in
-    ``unseen`` (the classes left out of training). Returns
-    ``{"seen": evaluate(...), "unseen": evaluate(...)}``; ``is_query``
-    defaults to :func:`query_gallery_split`.
-    """
-    labels = np.asarray(labels).reshape(-1)
-    embeddings = np.asarray(embeddings)
-    is_query = query_gallery_split(labels) if is_query is None else np.asarray(is_query, dtype=bool)
-    is_unseen = np.isin(labels, np.asarray(unseen))
-    gallery = ~is_query
-    result = {}
-    for group, mask in (("seen", is_query & ~is_unseen), ("unseen", is_query & is_unseen)):
-        result[group] = retrieval.evaluate(embeddings[mask], labels[mask], embeddings[gallery],
-                                           labels[gallery], ks=ks)
-    return result
 
 
 def per_class_precision_at_1(queries, query_labels, gallery, gallery_labels, num_classes,
