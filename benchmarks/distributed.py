@@ -4,6 +4,7 @@
     python benchmarks/distributed.py --loss triplet --mining hard --classes-per-batch 64
     python benchmarks/distributed.py --logical-gpus 2     # split one GPU in two (a check, not a speed-up)
     python benchmarks/distributed.py --cpus 4             # no GPU: 4 logical CPUs sharing the cores
+    python benchmarks/distributed.py --processes 2 --steps 20 --classes-per-batch 8   # the CLI, 2 processes
 
 For each mode it runs ``course_lib.distributed.make_train_step`` (the step ``train`` runs) on P x K
 batches of random 28 x 28 images in ``--classes`` classes (MNIST has only 10
@@ -26,13 +27,25 @@ machine instead, whose collective ops include an all-gather; compare the two.
 
 Logical CPUs share the same cores: on a CPU-only machine the numbers only
 show that the step runs, and say nothing about GPUs.
+
+``--processes 2`` times the command line instead: ``python -m course_lib train
+--strategy multi-worker`` in two processes on this machine (a cluster on
+127.0.0.1, ``course_lib.distributed.local_cluster``), against ``--strategy
+default`` in one, on MNIST's bundled subset, ``--steps`` steps. It prints wall
+and CPU seconds of the whole processes (start, training, evaluation, files)
+and the training alone as the chief reports it. Two processes on one machine
+share its cores and add gRPC collectives: a rehearsal, not a speed-up.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import resource
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -60,6 +73,9 @@ def parse_args():
                         help="MultiWorkerMirroredStrategy on this machine instead of MirroredStrategy")
     parser.add_argument("--logical-gpus", type=int, default=0,
                         help="split the first GPU into this many logical GPUs (to try several replicas on one)")
+    parser.add_argument("--processes", type=int, default=0,
+                        help="time `python -m course_lib train --strategy multi-worker` in this many processes "
+                             "against one process (see above)")
     return parser.parse_args()
 
 
@@ -126,8 +142,65 @@ def random_images(num_classes, per_class):
     return rng.integers(0, 256, size=(len(labels), 28, 28), dtype=np.uint8), labels
 
 
+def cli_argv(args, strategy, out):
+    mining = ["--mining", args.mining] if args.loss == "triplet" else []
+    return [sys.executable, "-m", "course_lib", "train", "--dataset", "mnist", "--source", "bundled",
+            "--loss", args.loss, *mining, "--epochs", "1", "--steps-per-epoch", str(args.steps),
+            "--classes-per-batch", str(args.classes_per_batch), "--samples-per-class", str(args.samples_per_class),
+            "--eval-limit", "200", "--plot-points", "10", "--strategy", strategy, "--out", out]
+
+
+def time_processes(commands):
+    """Run the (argv, env) commands at once; wall seconds, their CPU seconds, and the first one's output."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        logs = [open(Path(folder) / f"{i}.log", "w+") for i in range(len(commands))]
+        processes = [subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+                     for (argv, env), log in zip(commands, logs)]
+        try:
+            codes = [process.wait(timeout=1800) for process in processes]
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+        logs[0].seek(0)
+        output = logs[0].read()
+        for log in logs:
+            log.close()
+    if any(codes):
+        sys.exit(f"a process failed (exit statuses {codes}):\n{output[-3000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return time.perf_counter() - start, cpu, output
+
+
+def compare_processes(args):
+    """One process against ``args.processes`` worker processes, through the command line."""
+    from course_lib.distributed import local_cluster  # the parent only picks ports
+
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+           "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    print(f"python -m course_lib train, loss {args.loss}, {args.steps} steps of "
+          f"{args.classes_per_batch} x {args.samples_per_class}, MNIST bundled subset\n")
+    print(f"{'mode':24s} {'wall s':>8s} {'CPU s':>8s} {'training wall s':>16s} {'training CPU s':>15s}")
+    with tempfile.TemporaryDirectory() as out:
+        modes = [("1 process", [(cli_argv(args, "default", f"{out}/single"), env)])]
+        modes.append((f"{args.processes} processes", [
+            (cli_argv(args, "multi-worker", f"{out}/worker{i}"), {**env, "TF_CONFIG": config})
+            for i, config in enumerate(local_cluster(args.processes))]))
+        for name, commands in modes:
+            wall, cpu, output = time_processes(commands)
+            trained = re.search(r"Trained in ([0-9.]+) s \(([0-9.]+) s of CPU\)", output)
+            print(f"{name:24s} {wall:8.1f} {cpu:8.1f} {trained[1]:>16s} {trained[2]:>15s}")
+    print("\n(CPU s: all processes together; training: the chief's training loop, as it prints it)")
+
+
 def main():
     args = parse_args()
+    if args.processes:
+        return compare_processes(args)
     configure_devices(args)
     import tensorflow as tf
 
