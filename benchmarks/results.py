@@ -322,6 +322,8 @@ def build_parser():
     parser.add_argument("--eval-limit", type=int, help="score a subset of the test split (default: all)")
     parser.add_argument("--no-holdout", action="store_true",
                         help="train on every class and score the test split leave-one-out")
+    parser.add_argument("--merge", nargs="+", metavar="JSON",
+                        help="write one table from several results.json (e.g. one process per dataset)")
     parser.add_argument("--resume", action="store_true",
                         help="reuse the runs in --work that finished with the same command line")
     parser.add_argument("--smoke", action="store_true",
@@ -351,8 +353,40 @@ def resolve(args):
     return {**given, "holdout": holdout, "resume": args.resume}
 
 
+def merge(paths, out):
+    """One table from several results.json (say, one process per dataset): runs pooled, summaries
+    recomputed, settings required to agree, commands and seconds of each part kept."""
+    parts = [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
+    first = parts[0]["meta"]
+    for part in parts[1:]:
+        for key in ("settings", "configs"):
+            if part["meta"][key] != first[key]:
+                raise ValueError(f"--merge: the tables differ in {key}: {first[key]} vs {part['meta'][key]}")
+    rows = [row for part in parts for row in part["runs"]]
+    keys = {(r["dataset"], r["config"], r["seed"], r["split"]) for r in rows}
+    if len(keys) != len(rows):
+        raise ValueError("--merge: the tables share runs (the same dataset, configuration and seed)")
+    metas = [part["meta"] for part in parts]
+    meta = {**first, "command": " & ".join(m["command"] for m in metas),
+            "datasets": [d for m in metas for d in m["datasets"]],
+            "seeds": sorted(set.intersection(*(set(m["seeds"]) for m in metas))),
+            "holdout_classes": {k: v for m in metas for k, v in m["holdout_classes"].items()},
+            "runs": sum(m["runs"] for m in metas), "commands": {k: v for m in metas for k, v in m["commands"].items()},
+            "wall_seconds": sum(m["wall_seconds"] for m in metas), "cpu_seconds": sum(m["cpu_seconds"] for m in metas),
+            "script_wall_seconds": max(m["script_wall_seconds"] for m in metas), "merged_from": len(parts)}
+    result = {"meta": meta, "runs": rows, "summary": summarise(rows)}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    (out / "results.md").write_text(markdown(result) + "\n", encoding="utf-8")
+    return result
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.merge:
+        merge(args.merge, Path(args.out))
+        print(f"merged {len(args.merge)} tables into {args.out}")
+        return 0
     settings = resolve(args)
     out = Path(args.out)
     work = Path(args.work)
