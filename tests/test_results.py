@@ -108,3 +108,27 @@ def test_smoke_slice_writes_a_consistent_table(tmp_path):
     for config in (*results.CONFIGS, *results.BASELINES):
         assert f"| {config} |" in text
     assert saved["meta"]["settings"]["steps_per_epoch"] == results.SMOKE["steps_per_epoch"]
+
+
+def test_merge_pools_the_runs_of_separate_tables(tmp_path):
+    meta = {"date": "2025-01-01 00:00", "commit": "abc", "machine": "2 CPU cores", "configs": ["contrastive", "supcon"],
+            "seeds": [0, 1, 2], "settings": {"epochs": 2, "steps_per_epoch": 40, "eval_limit": None, "holdout": True},
+            "runs": 6, "wall_seconds": 60.0, "cpu_seconds": 50.0, "script_wall_seconds": 70.0}
+    paths = []
+    for dataset in ("mnist", "fashion_mnist"):
+        rows = [{**row, "dataset": dataset} for row in fake_rows()]
+        part = {"meta": {**meta, "datasets": [dataset], "command": f"python benchmarks/results.py --datasets {dataset}",
+                         "holdout_classes": {dataset: list(results.HOLDOUT[dataset])},
+                         "commands": {f"{dataset} supcon": "python -m course_lib train ..."}},
+                "runs": rows, "summary": results.summarise(rows)}
+        paths.append(tmp_path / f"{dataset}.json")
+        paths[-1].write_text(json.dumps(part), encoding="utf-8")
+    merged = results.merge(paths, tmp_path / "out")
+    assert merged["meta"]["datasets"] == ["mnist", "fashion_mnist"] and merged["meta"]["runs"] == 12
+    assert merged["meta"]["wall_seconds"] == 120.0 and len(merged["meta"]["commands"]) == 2
+    assert len(merged["runs"]) == 2 * len(fake_rows())
+    check_summary(merged["runs"], merged["summary"])
+    text = (tmp_path / "out" / "results.md").read_text(encoding="utf-8")
+    assert "## mnist: classes held out" in text and "## fashion_mnist: classes held out" in text
+    with pytest.raises(ValueError, match="share runs"):
+        results.merge([paths[0], paths[0]], tmp_path / "again")
