@@ -121,16 +121,18 @@ def train_run(train_images, train_labels, eval_images, eval_labels, mining="semi
     return dict(settings=s, history=history, seconds=time.perf_counter() - start, warnings=caught, model=model)
 
 
-def continue_run(run, train_images, train_labels, eval_images, eval_labels, mining, epochs=2):
+def continue_run(run, train_images, train_labels, eval_images, eval_labels, mining, epochs=2, learning_rate=None):
     """Train a copy of ``run``'s network ``epochs`` more epochs with another ``mining``.
 
-    Same learning rate, margin, batch shape and seed as ``run``, so the
+    Same learning rate (unless ``learning_rate`` is given), margin, batch shape and seed as ``run``, so the
     held-out subsets measured per epoch are the same images as ``run``'s
     (and the batch plan starts over: a second pass over the same batches).
     ``run`` itself is left unchanged. Returns a run dict like :func:`train_run`, with
     ``settings["continued_from"]`` naming the starting run.
     """
     s = dict(run["settings"])
+    if learning_rate is not None:
+        s["learning_rate"] = float(learning_rate)
     start = time.perf_counter()
     model = _network(s)
     model.set_weights(run["model"].get_weights())
@@ -425,3 +427,161 @@ def explorer_draw(state):
     fig.update_layout(template="plotly_white", height=560, title=title, margin=dict(l=40, r=20, t=90, b=40),
                       legend=dict(orientation="h", y=-0.15, x=0))
     return fig
+
+
+# ------------------------------------------------------------ collapse animation
+def animation_state(runs):
+    """PCA views of each run's held-out snapshots (before training, then after each epoch).
+
+    ``runs`` maps a panel name to a run dict that kept snapshots (``snapshot_size`` > 0).
+    Each run gets one 2-D PCA fitted on all its snapshots together, so its
+    axes stay fixed and the motion is the embedding's; both panels share one
+    scale, so a collapse shrinks to a point while a healthy run keeps its size.
+    Returns ``dict(names, labels, frames, spreads, extent)``: ``frames[name]`` a
+    list of [N, 2] arrays, ``spreads[name]`` the spread of each snapshot
+    (RMS distance to the centroid in the full embedding, not the 2-D view).
+    """
+    from course_lib.projection import pca
+    from course_lib.training import spread
+
+    frames, spreads, labels = {}, {}, {}
+    for name, run in runs.items():
+        h = run["history"]
+        if not h.snapshots:
+            raise ValueError(f"run {name!r} kept no snapshots: train it with snapshot_size > 0.")
+        flat = pca(np.concatenate(h.snapshots), dim=2)
+        frames[name] = np.split(flat, len(h.snapshots))
+        spreads[name] = [spread(s) for s in h.snapshots]
+        labels[name] = np.asarray(h.snapshot_labels).reshape(-1)
+    extent = max(float(np.max(np.abs(f))) for fs in frames.values() for f in fs) * 1.05
+    return dict(names=list(runs), labels=labels, frames=frames, spreads=spreads, extent=extent)
+
+
+def _frame_label(i):
+    return "before training" if i == 0 else f"epoch {i}"
+
+
+def animation_draw(state):
+    """One panel per run, a play button and a slider over the frames (plotly frames)."""
+    names = state["names"]
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.06)
+
+    def traces(i):
+        out = []
+        for col, name in enumerate(names, start=1):
+            xy, y = state["frames"][name][min(i, len(state["frames"][name]) - 1)], state["labels"][name]
+            axis = "" if col == 1 else str(col)
+            out += [go.Scatter(x=xy[y == c, 0], y=xy[y == c, 1], mode="markers", name=f"digit {c}",
+                               legendgroup=str(c), showlegend=col == 1, xaxis=f"x{axis}", yaxis=f"y{axis}",
+                               marker=dict(size=5, color=viz.class_color(c)))
+                    for c in np.unique(y)]
+        return out
+
+    def caption(i):
+        return " | ".join(f"{n}: spread {state['spreads'][n][min(i, len(state['spreads'][n]) - 1)]:.3g}"
+                          for n in names)
+
+    count = max(len(f) for f in state["frames"].values())
+    frames = [go.Frame(data=traces(i), name=str(i),
+                       layout=dict(title=dict(text=f"{_frame_label(i)}: {caption(i)}"))) for i in range(count)]
+    fig.add_traces(traces(0))
+    fig.frames = frames
+    steps = [dict(method="animate", label=_frame_label(i),
+                  args=[[str(i)], dict(mode="immediate", frame=dict(duration=600, redraw=True))])
+             for i in range(count)]
+    extent = state["extent"]
+    fig.update_xaxes(range=[-extent, extent], title_text="PC 1")
+    fig.update_yaxes(range=[-extent, extent], title_text="PC 2")
+    fig.update_layout(
+        title=f"{_frame_label(0)}: {caption(0)}", template="plotly_white", height=500,
+        margin=dict(l=50, r=20, t=90, b=110),
+        updatemenus=[dict(type="buttons", x=0, y=-0.2, xanchor="left", buttons=[
+            dict(label="play", method="animate",
+                 args=[None, dict(frame=dict(duration=800, redraw=True), fromcurrent=True)])])],
+        sliders=[dict(active=0, steps=steps, x=0.1, len=0.9, y=-0.12)],
+    )
+    return fig
+
+
+# ------------------------------------------------------------ measured claims (benchmarks/claims.py)
+#: Where ``python benchmarks/claims.py`` writes its runs (3 seeds, too slow for the lesson).
+CLAIMS_PATH = "benchmarks/results/claims.json"
+
+
+def load_claims(path=None):
+    """The committed results of ``benchmarks/claims.py`` (a dict: ``runs``, ``command``, ``date``, ...)."""
+    import json
+    import os
+
+    if path is None:
+        path = os.path.join(os.path.dirname(__file__), "..", "..", CLAIMS_PATH)
+    with open(path) as f:
+        return json.load(f)
+
+
+def claim_runs(claims, prefix, mining):
+    """The runs ``"{prefix}/{mining}/seed=S"`` of ``claims``, one per seed, in seed order."""
+    head = f"{prefix}/{mining}/seed="
+    found = {int(k[len(head):]): r for k, r in claims["runs"].items() if k.startswith(head)}
+    if not found:
+        raise ValueError(f"no run {head}* in the claims file; rerun: python benchmarks/claims.py")
+    return [found[s] for s in sorted(found)]
+
+
+def claim_curve(claims, prefix, mining, field="map_at_r"):
+    """(mean, std, seeds) of ``field`` per epoch over the seeds: two [epochs] arrays and a count."""
+    values = np.array([r["per_epoch"][field] for r in claim_runs(claims, prefix, mining)], dtype=float)
+    return values.mean(axis=0), values.std(axis=0), len(values)
+
+
+def claims_figure(claims, panels, minings, field="map_at_r", title=None, first_epoch=None, shared_yaxes=True):
+    """One panel per ``panels`` entry, one line per miner: mean over seeds, error bars = std over seeds.
+
+    ``panels`` maps a panel title to a run prefix (plotting ``field``) or to a
+    (prefix, field) pair. ``first_epoch`` maps a panel title to the number of
+    its first epoch (a warm start continues after the epochs of its starting run).
+    """
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=list(panels), shared_yaxes=shared_yaxes,
+                        horizontal_spacing=0.05)
+    for col, (panel, entry) in enumerate(panels.items(), start=1):
+        prefix, field = entry if isinstance(entry, tuple) else (entry, field)
+        for i, mining in enumerate(minings):
+            mean, std, seeds = claim_curve(claims, prefix, mining, field)
+            start = (first_epoch or {}).get(panel, 1)
+            fig.add_trace(go.Scatter(
+                x=list(range(start, start + len(mean))), y=mean, error_y=dict(type="data", array=std),
+                mode="lines+markers", name=f"{mining} (mean of {seeds} seeds)", legendgroup=mining,
+                showlegend=col == 1, line=dict(color=viz.CLASS_COLORS[i % len(viz.CLASS_COLORS)])), row=1, col=col)
+    fig.update_xaxes(title_text="epoch", dtick=1)
+    fig.update_layout(template="plotly_white", height=360, title=title, margin=dict(l=50, r=20, t=80, b=40),
+                      legend=dict(orientation="h", y=-0.25, x=0))
+    return fig
+
+
+def claims_table(claims, rows, minings, field="map_at_r"):
+    """A DataFrame: one row per ``rows`` entry (name -> prefix), per miner "mean ± std" of the final ``field``.
+
+    The final value is measured after training on all 2,000 held-out images;
+    a run flagged as collapsed gets a "(collapsed in k/n)" note.
+    """
+    import pandas as pd
+
+    table = {}
+    for name, prefix in rows.items():
+        cells = {}
+        for mining in minings:
+            runs = claim_runs(claims, prefix, mining)
+            values = np.array([r["final"][field] for r in runs])
+            collapsed = sum(r["collapse"] is not None for r in runs)
+            cells[mining] = f"{values.mean():.3f} ± {values.std():.3f}" + (
+                f" (collapsed in {collapsed}/{len(runs)})" if collapsed else "")
+        table[name] = cells
+    return pd.DataFrame.from_dict(table, orient="index")
+
+
+def claim_mean(claims, prefix, mining, field="map_at_r", epoch=None):
+    """Mean over seeds of the final ``field`` (``epoch=None``) or of its value after ``epoch`` (1-based)."""
+    runs = claim_runs(claims, prefix, mining)
+    if epoch is None:
+        return float(np.mean([r["final"][field] for r in runs]))
+    return float(np.mean([r["per_epoch"][field][epoch - 1] for r in runs]))
