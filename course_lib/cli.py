@@ -354,7 +354,7 @@ def train_settings(args):
         "embedding_dim": (args.embedding_dim or model_defaults["embedding_dim"]) if ranking else 128,  # backbone
         "l2_normalize": ((model_defaults["l2_normalize"] if args.l2_normalize is None else args.l2_normalize)
                          if ranking else False),
-        "epochs": args.epochs or DEFAULT_EPOCHS[args.dataset],
+        "epochs": args.epochs or default_epochs(args),
         "classes_per_batch": classes_per_batch(args),
         "samples_per_class": args.samples_per_class,
         "steps_per_epoch": args.steps_per_epoch,
@@ -364,10 +364,31 @@ def train_settings(args):
         **self_supervised_settings(args),
         "metric": args.metric or defaults_of(evaluate)["metric"],  # the distance that scores retrieval
         "eval_limit": args.eval_limit,
-        "holdout_classes": sorted(args.holdout_classes) if args.holdout_classes else None,
+        **holdout_settings(args),
         "projection": args.projection,
         "plot_points": args.plot_points,
     }
+
+
+def default_epochs(args):
+    """Epochs when --epochs is not given: the held-out recipe's, else the dataset's."""
+    if args.holdout_classes:
+        from course_lib.holdout import EPOCHS
+
+        return EPOCHS
+    return DEFAULT_EPOCHS[args.dataset]
+
+
+def holdout_settings(args):
+    """``holdout_classes`` (None without --holdout-classes) and the features and distance the report scores."""
+    if not args.holdout_classes:
+        return {"holdout_classes": None}
+    from course_lib.holdout import holdout_embeddings, holdout_report
+    from course_lib.options import defaults_of
+
+    return {"holdout_classes": sorted(args.holdout_classes),
+            "holdout_features": defaults_of(holdout_embeddings)["features"],
+            "holdout_metric": defaults_of(holdout_report)["metric"]}
 
 
 def self_supervised_settings(args):
@@ -422,7 +443,8 @@ def run_train(args):
     record = {**metrics, "seconds": round(seconds, 3), "settings": settings, "data": sources,
               "history": history.to_dict()["records"], "collapse": history.collapse}
     if settings["holdout_classes"]:
-        record["holdout"] = holdout_section(settings, embeddings, test_images, test_labels)
+        features = holdout.holdout_embeddings(model, test_images, settings["holdout_features"])
+        record["holdout"] = holdout_section(settings, features, test_images, test_labels)
         print(holdout_table(record["holdout"]))
     if not distributed.is_chief(strategy):  # same weights as the chief's: nothing to add
         resolver = strategy.cluster_resolver
@@ -439,10 +461,14 @@ def run_train(args):
 
 
 def holdout_section(settings, embeddings, images, labels):
-    """metrics.json's "holdout": seen- and unseen-class queries against a gallery of every class, and pixels."""
+    """metrics.json's "holdout": seen- and unseen-class queries against a gallery of every class, and pixels.
+
+    ``embeddings``: the test images' features named by settings["holdout_features"].
+    """
     from course_lib import holdout
 
-    report = holdout.holdout_report(embeddings, images, labels, settings["holdout_classes"], settings["metric"])
+    report = holdout.holdout_report(embeddings, images, labels, settings["holdout_classes"],
+                                    settings["holdout_metric"])
     return {"classes": report["classes"], "seen": json_metrics(report["seen"]),
             "unseen": json_metrics(report["unseen"]),
             "pixels": {group: json_metrics(report["pixels"][group]) for group in ("seen", "unseen")}}
@@ -612,10 +638,24 @@ def recompute_metrics(run_dir, from_embeddings=False):
     else:
         embeddings, labels = embed_test_split(run_dir, settings, saved["data"]["test_source"])
     metrics = json_metrics(retrieval.evaluate(embeddings, labels, metric=settings["metric"]))
-    if settings.get("holdout_classes"):  # the pixel baseline needs the test images themselves
-        images, _ = test_split(settings, saved["data"]["test_source"])
-        metrics["holdout"] = holdout_section(settings, embeddings, images, labels)
+    if settings.get("holdout_classes"):  # the model's features and the pixels of the test images
+        metrics["holdout"] = recompute_holdout(run_dir, settings, saved["data"]["test_source"])
     return metrics
+
+
+def recompute_holdout(run_dir, settings, source):
+    """The "holdout" section of a run, from its model.keras and test split."""
+    import keras
+
+    from course_lib import holdout
+
+    if not (run_dir / "model.keras").is_file():
+        raise FileNotFoundError(f"{run_dir} has no model.keras: the holdout section scores the "
+                                f"model's {settings['holdout_features']!r} features, not embeddings.npy")
+    images, labels = test_split(settings, source)
+    model = keras.models.load_model(run_dir / "model.keras")
+    features = holdout.holdout_embeddings(model, images, settings["holdout_features"])
+    return holdout_section(settings, features, images, labels)
 
 
 def test_split(settings, source):

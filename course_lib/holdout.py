@@ -38,9 +38,12 @@ import numpy as np
 from course_lib import retrieval
 
 __all__ = [
-    "check_holdout_classes", "seen_only", "pixel_embeddings", "query_gallery_split",
-    "seen_unseen_metrics", "holdout_report",
+    "EPOCHS", "check_holdout_classes", "seen_only", "pixel_embeddings", "query_gallery_split",
+    "seen_unseen_metrics", "holdout_report", "holdout_embeddings",
 ]
+
+#: Training epochs of the recipe (``train --holdout-classes`` without ``--epochs``).
+EPOCHS = 3
 
 
 # ------------------------------------------------------------ the split
@@ -122,7 +125,7 @@ def seen_unseen_metrics(embeddings, labels, unseen, is_query=None, ks=(1, 5, 10)
     return result
 
 
-def holdout_report(embeddings, images, labels, holdout_classes, metric="euclidean", ks=(1, 5, 10)):
+def holdout_report(embeddings, images, labels, holdout_classes, metric="cosine", ks=(1, 5, 10)):
     """The held-out-class report of an embedding of the test split, beside raw pixels.
 
     ``embeddings`` [N, D] and uint8 ``images`` [N, 28, 28] of the same N test
@@ -140,3 +143,18 @@ def holdout_report(embeddings, images, labels, holdout_classes, metric="euclidea
     learned = seen_unseen_metrics(embeddings, labels, classes, is_query, ks, metric)
     pixels = seen_unseen_metrics(pixel_embeddings(images), labels, classes, is_query, ks)
     return {"classes": classes, **learned, "pixels": pixels}
+
+
+# ---------------------------------------------------------------- recipe
+def holdout_embeddings(model, images, features="conv"):
+    """The features of uint8 ``images`` [N, 28, 28] that the held-out report scores: float32 [N, F].
+
+    ``features`` names a layer of ``model`` (:func:`course_lib.models.feature_model`).
+    The default, the flattened conv features under the dense layers, is the
+    recipe's: the projection head is trained to separate the *training*
+    classes and nothing else, so it throws away what tells new classes apart;
+    the conv layers below it keep more (lesson 06 measures it).
+    """
+    from course_lib import models, training
+
+    return training.embed(models.feature_model(model, features), images)

@@ -18,7 +18,7 @@ def backbone(input_shape=(28, 28, 1), width=32, name="backbone"):
     x = layers.MaxPooling2D()(x)  # 14 x 14
     x = layers.Conv2D(2 * width, 3, padding="same", activation="relu")(x)
     x = layers.MaxPooling2D()(x)  # 7 x 7
-    x = layers.Flatten()(x)
+    x = layers.Flatten(name="conv_features")(x)  # 7 x 7 x 2 width = 3136 numbers
     x = layers.Dense(128, activation="relu")(x)
     return keras.Model(inputs, x, name=name)
 
@@ -57,3 +57,30 @@ def embedding_model(model):
     """The part of ``model`` that outputs the embedding: a classifier's 128-d backbone, else ``model``."""
     is_classifier = any(layer.name == "logits" for layer in model.layers)
     return model.get_layer("backbone") if is_classifier else model
+
+
+#: Which layer's output :func:`feature_model` returns, from the input side up.
+FEATURES = ("conv", "backbone", "embedding")
+
+
+def feature_model(model, features):
+    """Image -> the features of one layer of ``model``, as a Keras model (for retrieval).
+
+    * ``"conv"``: the flattened output of the last conv block, 3136 numbers
+      (7 x 7 positions x 64 channels): *what* the filters found *where*;
+    * ``"backbone"``: the 128-d dense layer on top of it;
+    * ``"embedding"``: what the model outputs (:func:`embedding_model`: the
+      projection, or a classifier's backbone).
+
+    The loss shapes the layers close to it the most: for classes it never
+    saw, the early layers keep more of what tells them apart (lesson 06).
+    """
+    if features not in FEATURES:
+        raise ValueError(f"`features` must be one of {', '.join(map(repr, FEATURES))}, got {features!r}.")
+    if features == "embedding":
+        return embedding_model(model)
+    backbone_model = model.get_layer("backbone")
+    if features == "backbone":
+        return backbone_model
+    flatten = next(layer for layer in backbone_model.layers if isinstance(layer, layers.Flatten))
+    return keras.Model(backbone_model.inputs, flatten.output, name="conv_features")

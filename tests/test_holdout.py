@@ -126,6 +126,7 @@ def test_small_holdout_run_and_evaluate_reproduces_it(tmp_path):
     section = saved["holdout"]
     assert section["classes"] == [7, 8, 9] and saved["settings"]["holdout_classes"] == [7, 8, 9]
     assert saved["settings"]["classes_per_batch"] == 7  # P = the 7 classes left
+    assert saved["settings"]["holdout_features"] == "conv"
     labels = np.load(out / "labels.npy")
     assert section["unseen"]["num_queries"] == holdout.query_gallery_split(labels)[labels >= 7].sum()
     assert "Held-out classes [7, 8, 9]" in printed
@@ -137,3 +138,28 @@ def test_small_holdout_run_and_evaluate_reproduces_it(tmp_path):
             assert flat(again[group]) == pytest.approx(flat(section[group]), abs=1e-6)
             assert flat(again["pixels"][group]) == pytest.approx(flat(section["pixels"][group]))
         assert "Held-out classes [7, 8, 9]" in printed
+
+
+# ---------------------------------------------------------------- recipe
+def test_feature_model_layers():
+    from course_lib import models
+
+    model = models.embedding_network(16, seed=0)
+    x = np.random.default_rng(0).random((3, 28, 28, 1)).astype(np.float32)
+    assert models.feature_model(model, "conv")(x).shape == (3, 3136)
+    assert models.feature_model(model, "backbone")(x).shape == (3, 128)
+    np.testing.assert_allclose(models.feature_model(model, "embedding")(x), model(x), rtol=1e-6)
+    classifier = models.classifier_network(seed=0)
+    assert models.feature_model(classifier, "embedding")(x).shape == (3, 128)
+    with pytest.raises(ValueError, match="features"):
+        models.feature_model(model, "pixels")
+
+
+def test_holdout_runs_default_to_the_recipe():
+    args = cli.build_parser().parse_args(["train", "--dataset", "mnist", "--holdout-classes", "9", "6", "7", "8"])
+    settings = cli.train_settings(args)
+    assert settings["holdout_classes"] == [6, 7, 8, 9] and settings["epochs"] == holdout.EPOCHS
+    assert settings["classes_per_batch"] == 6
+    assert (settings["holdout_features"], settings["holdout_metric"]) == ("conv", "cosine")
+    plain = cli.train_settings(cli.build_parser().parse_args(["train", "--dataset", "mnist"]))
+    assert plain["holdout_classes"] is None and plain["epochs"] == cli.DEFAULT_EPOCHS["mnist"]
