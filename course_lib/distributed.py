@@ -143,8 +143,8 @@ def make_strategy(name="default"):
       device of every worker named in the environment variable ``TF_CONFIG``
       (checked by :func:`read_tf_config` first). Call it before any other
       TensorFlow op: it configures the collectives (all-reduce, all-gather)
-      of the process, which TensorFlow does once. Later calls return the
-      same strategy.
+      of the process, which TensorFlow does once. Later calls (same
+      ``TF_CONFIG``) return the same strategy.
     """
     check_choice("strategy", name, DISTRIBUTE)
     if name == "default":

@@ -8,7 +8,9 @@ global P x K batches (each worker: P/R = 4 whole classes of every batch of 8).
 Each worker runs the four trainings one after the other through
 ``course_lib.cli.main``, which is what ``python -m course_lib`` calls, so
 TensorFlow starts once per worker rather than once per loss. The one-process
-runs go through the same ``main`` in the test process, while the workers run.
+runs go through the same ``main`` in the test process, while the workers run,
+and so does one ``--strategy mirrored`` run (one replica on a CPU-only machine:
+the path through a strategy's scope and the saved model, not the splitting).
 
 The fast tests check the pieces on one process: the checks of ``TF_CONFIG``,
 the strategy names, and who is the chief.
@@ -82,7 +84,7 @@ def stop(processes):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Run every case on two workers and on one process: {"workers": [folder 0, folder 1], "single": folder}."""
+    """Every case on two workers and on one process, and one mirrored run: the folders, the workers' logs."""
     root = tmp_path_factory.mktemp("multiworker")
     workers = [root / "worker0", root / "worker1"]
     processes = start_workers(workers, [argv(case, "multi-worker", f"runs/{case}") for case in CASES])
@@ -90,6 +92,8 @@ def runs(tmp_path_factory):
         for case in CASES:  # meanwhile, the one-process runs
             with contextlib.redirect_stdout(io.StringIO()):
                 assert cli.main(argv(case, "default", root / "single" / case)) == 0, case
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert cli.main(argv("triplet-semi-hard", "mirrored", root / "mirrored")) == 0
         for process in processes:
             process.wait(timeout=WORKER_TIMEOUT)
     finally:
@@ -97,7 +101,7 @@ def runs(tmp_path_factory):
     logs = [(root / f"{folder.name}.log").read_text() for folder in workers]
     for process, log in zip(processes, logs):
         assert process.returncode == 0, log[-5000:]
-    return {"workers": workers, "single": root / "single", "logs": logs}
+    return {"workers": workers, "single": root / "single", "mirrored": root / "mirrored", "logs": logs}
 
 
 def weights(path):
@@ -117,6 +121,14 @@ def test_two_workers_train_the_weights_of_one_process(case, runs):
     assert moved > 1e-3  # the weights did change: equal is not trivially true
     history = [json.loads((folder / "metrics.json").read_text())["history"] for folder in (chief, single)]
     np.testing.assert_allclose([r["loss"] for r in history[0]], [r["loss"] for r in history[1]], rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_trains_the_same_weights(runs):
+    got = weights(runs["mirrored"] / "model.keras")
+    expected = weights(runs["single"] / "triplet-semi-hard" / "model.keras")
+    for w, e in zip(got, expected):
+        np.testing.assert_allclose(w, e, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow
