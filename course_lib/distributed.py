@@ -70,12 +70,12 @@ Several machines (``MultiWorkerMirroredStrategy``)
     gathered batch is again in the original order. Worker 0 (the "chief",
     :func:`is_chief`) is the one to save the model and the run's files; the
     others only train. ``python -m course_lib train --strategy multi-worker``
-    does all of this (same command on every machine). The
-    all-gather then crosses the network: B x d floats per step, small next
-    to the gradients. To rehearse on one machine, start two processes with
-    ``"localhost:12345"`` and ``"localhost:12346"`` as the workers and index
-    0 and 1: ``tests/test_multiworker.py`` does that and checks that the
-    trained weights equal a one-process run.
+    does all of this (same command on every machine). The all-gather then
+    crosses the network: B x d floats per step, small next to the
+    gradients. To rehearse on one machine, start two processes with the
+    values of :func:`local_cluster` as their ``TF_CONFIG`` (two free ports
+    on 127.0.0.1): ``tests/test_multiworker.py`` does that and checks that
+    the trained weights equal a one-process run.
 
 Not covered here: BatchNormalization computes its statistics per replica
 (``keras.layers.BatchNormalization(synchronized=True)`` shares them); the
