@@ -142,21 +142,66 @@ def split_metrics(record):
     return {"all": pick(record)}, None
 
 
-def trained_rows(dataset, config, seed, settings, work):
-    """Train one configuration with one seed through the CLI: its rows (one per split)
-    and, with a holdout, the pixel baseline's rows from the same metrics.json."""
+def claim(out, argv, resume):
+    """Who trains the run in folder ``out``: "done" (finished with this ``argv``: reuse it),
+    "mine" (train it here) or "busy" (another process of this script trains it now).
+
+    Without ``resume`` every run is "mine". With it, processes that share ``--work``
+    split the runs between them: a run is taken by creating ``<out>.lock`` (holding the
+    process id; a lock whose process has died is taken over).
+    """
+    done = out.with_suffix(".done.json")
+    if not resume:
+        return "mine"
+    if done.is_file() and json.loads(done.read_text(encoding="utf-8"))["argv"] == argv:
+        return "done"
+    lock = out.with_suffix(".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            with open(lock, "x", encoding="utf-8") as handle:
+                handle.write(str(os.getpid()))
+            return "mine"
+        except FileExistsError:
+            if alive(int(lock.read_text(encoding="utf-8") or 0)):
+                return "busy"
+            lock.unlink(missing_ok=True)  # its process died: take the run over
+    return "busy"
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return pid > 0
+
+
+def trained_rows(dataset, config, seed, settings, work, wait=False):
+    """Train one configuration with one seed through the CLI (or reuse the finished run):
+    its rows, one per split, and with a holdout the pixel baseline's rows from the same
+    metrics.json. None when another process trains it now (unless ``wait``)."""
     import keras
 
     out = work / f"{dataset}-{config}-seed{seed}"
     argv = train_argv(dataset, config, seed, out, settings)
-    done = out.with_suffix(".done.json")  # a finished run: reused by --resume when its argv matches
-    saved = json.loads(done.read_text(encoding="utf-8")) if done.is_file() else None
-    if settings.get("resume") and saved and saved["argv"] == argv:
+    done = out.with_suffix(".done.json")
+    state = claim(out, argv, settings.get("resume"))
+    while state == "busy" and wait:
+        time.sleep(5)
+        state = claim(out, argv, True)
+    if state == "busy":
+        return None
+    if state == "done":
+        saved = json.loads(done.read_text(encoding="utf-8"))
         wall, cpu = saved["wall"], saved["cpu"]
     else:
         keras.backend.clear_session()
-        wall, cpu = run_cli(argv, out.with_suffix(".log"))
-        done.write_text(json.dumps({"argv": argv, "wall": wall, "cpu": cpu}), encoding="utf-8")
+        try:
+            wall, cpu = run_cli(argv, out.with_suffix(".log"))
+            done.write_text(json.dumps({"argv": argv, "wall": wall, "cpu": cpu}), encoding="utf-8")
+        finally:
+            out.with_suffix(".lock").unlink(missing_ok=True)
     record = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     splits, pixels = split_metrics(record)
     base = {"dataset": dataset, "seed": seed, "train_seconds": float(record["seconds"]),
@@ -165,13 +210,19 @@ def trained_rows(dataset, config, seed, settings, work):
     if pixels is not None:
         free = {**base, "train_seconds": 0.0, "wall_seconds": 0.0, "cpu_seconds": 0.0}
         rows += [{**free, "config": "pixels", "split": split, **values} for split, values in pixels.items()]
-    return rows, record["settings"], " ".join(["python -m course_lib", *argv])
+    return rows, " ".join(["python -m course_lib", *argv])
 
 
 # ------------------------------------------------------------ the baselines
-def untouched_rows(dataset, seed, settings):
+def untouched_rows(dataset, seed, settings, work=None):
     """The untrained network and raw pixels, scored like the runs (with a holdout the CLI's own
     pixels go in the table, these only check that both score the same way)."""
+    cache = None if work is None else Path(work) / f"{dataset}-baselines-seed{seed}.json"
+    key = {key: settings.get(key) for key in ("eval_limit", "holdout")}
+    if cache is not None and settings.get("resume") and cache.is_file():
+        saved = json.loads(cache.read_text(encoding="utf-8"))
+        if saved["key"] == key:
+            return saved["rows"]
     from course_lib import data, models, training
     from course_lib.demos.retrieval import pixel_embeddings
 
@@ -189,6 +240,9 @@ def untouched_rows(dataset, seed, settings):
     for name, x in spaces.items():
         for split, values in score(x, labels, dataset, settings["holdout"]).items():
             rows.append({**base, "config": name, "split": split, **values})
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps({"key": key, "rows": rows}), encoding="utf-8")
     return rows
 
 
@@ -325,7 +379,8 @@ def build_parser():
     parser.add_argument("--merge", nargs="+", metavar="JSON",
                         help="write one table from several results.json (e.g. one process per dataset)")
     parser.add_argument("--resume", action="store_true",
-                        help="reuse the runs in --work that finished with the same command line")
+                        help="reuse the runs in --work that finished with the same command line; "
+                             "several processes started with --resume and the same --work share the runs")
     parser.add_argument("--smoke", action="store_true",
                         help=f"the CI slice: {SMOKE} (explicit options still win)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"),
@@ -391,19 +446,29 @@ def main(argv=None):
     out = Path(args.out)
     work = Path(args.work)
     started, wall = datetime.datetime.now(), time.perf_counter()
-    rows, commands = [], {}
+    rows, commands, deferred = [], {}, []
+
+    def add(dataset, config, seed, result):
+        new, command = result
+        rows.extend(r for r in new if r["config"] != "pixels" or config == args.configs[0])
+        if seed == args.seeds[0]:
+            commands[f"{dataset} {config}"] = command
+        print(f"{dataset:<14} {config:<18} seed {seed}: " + ", ".join(
+            f"{r['split']} MAP@R {r['map_at_r']:.3f}" for r in new if r["config"] == config)
+            + f" ({new[0]['wall_seconds']:.0f} s wall, {new[0]['cpu_seconds']:.0f} s CPU)", flush=True)
+        write(out, args, argv, settings, check_same_protocol(rows), commands, started, wall)
+
     for seed in args.seeds:  # seed by seed: a table cut short still covers every configuration
         for dataset in args.datasets:
-            rows += untouched_rows(dataset, seed, settings)
+            rows.extend(untouched_rows(dataset, seed, settings, work))
             for config in args.configs:
-                new, run_settings, command = trained_rows(dataset, config, seed, settings, work)
-                rows += [r for r in new if r["config"] != "pixels" or config == args.configs[0]]
-                commands.setdefault(f"{dataset} {config}", command)
-                print(f"{dataset:<14} {config:<18} seed {seed}: " + ", ".join(
-                    f"{r['split']} MAP@R {r['map_at_r']:.3f}" for r in new if r["config"] == config)
-                    + f" ({new[0]['wall_seconds']:.0f} s wall, {new[0]['cpu_seconds']:.0f} s CPU)",
-                    flush=True)
-                write(out, args, argv, settings, check_same_protocol(rows), commands, started, wall)
+                result = trained_rows(dataset, config, seed, settings, work)
+                if result is None:  # another process (--resume, same --work) trains it: later
+                    deferred.append((dataset, config, seed))
+                else:
+                    add(dataset, config, seed, result)
+    for dataset, config, seed in deferred:
+        add(dataset, config, seed, trained_rows(dataset, config, seed, settings, work, wait=True))
     write(out, args, argv, settings, check_same_protocol(rows), commands, started, wall)
     print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
     return 0
