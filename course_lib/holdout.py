@@ -22,6 +22,19 @@ network never saw (TF Similarity's hello-world; lesson 06). The protocol:
 4. Compare with the raw pixels scored the same way (:func:`pixel_embeddings`):
    an embedding is useful on unseen classes only if it beats them.
 
+The recipe (what ``train --holdout-classes`` does by default): the course's
+triplet loss (semi-hard, margin 0.2, on the 64-d L2-normalised projection),
+:data:`EPOCHS` epochs, and for retrieval not the projection but the
+flattened conv features below the dense layers (:func:`holdout_embeddings`),
+compared with the cosine distance d(x, y) = 1 - x.y / (|x| |y|). Why: the
+loss rewards exactly one thing, that *training* classes separate by the
+margin. The projection head is the layer most free to do only that, and it
+drops whatever does not separate the training classes, including what
+tells the new classes apart (on MNIST with 6-9 held out it falls below the
+pixels); the conv features keep a map of which strokes are where, shaped by
+the loss but not reduced to it. The cosine distance ignores how strongly
+the filters fire overall (ink, contrast) and compares only the pattern.
+
 :func:`holdout_report` does 2 to 4 in one call and returns the dict that
 ``python -m course_lib train --holdout-classes ...`` saves in metrics.json:
 
