@@ -107,7 +107,7 @@ def regimes(data, seed, done, save):
         return
     start, wall, cpu = timed(tr.train_run, *data, mining="semi-hard", epochs=WARM_EPOCHS,
                              seed=seed)
-    save(f"regimes/warm/start/seed={seed}", record(start, wall, cpu))
+    save(f"regimes/warm/start/semi-hard/seed={seed}", record(start, wall, cpu))
     for lr in (1e-3, 1e-4):
         for mining in ("hard", "semi-hard"):
             run, wall, cpu = timed(tr.continue_run, start, *data, mining=mining, epochs=MORE_EPOCHS, learning_rate=lr)

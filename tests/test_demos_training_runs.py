@@ -203,3 +203,94 @@ def test_detector_input_matches_the_history(cache):
     assert d["stuck_at"] == 0.2 and d["initial_spread"] == pytest.approx(tr.initial_spread(h))
     assert set(d) == {"loss", "spread", "mean_positive_distance", "mean_negative_distance", "initial_spread",
                       "stuck_at"}
+
+
+def snapshot_run(scales, seed=0):
+    """A run dict whose snapshots are one point cloud scaled by ``scales`` (1 -> 0.001: a collapse)."""
+    rng = np.random.default_rng(seed)
+    cloud = rng.normal(size=(30, 8)).astype(np.float32)
+    h = History(loss_name="triplet", options={})
+    h.snapshots, h.snapshot_labels = [cloud * s for s in scales], np.repeat(np.arange(3), 10)
+    return {"history": h}
+
+
+def test_animation_state_shares_one_scale_and_shows_the_collapse():
+    state = tr.animation_state({"collapse": snapshot_run([1.0, 0.1, 0.001]), "healthy": snapshot_run([1.0, 1.0, 1.2])})
+    assert state["names"] == ["collapse", "healthy"]
+    collapse, healthy = state["frames"]["collapse"], state["frames"]["healthy"]
+    assert len(collapse) == len(healthy) == 3 and collapse[0].shape == (30, 2)
+    size = lambda xy: float(np.sqrt(np.mean(np.sum((xy - xy.mean(0)) ** 2, 1))))  # noqa: E731
+    assert size(collapse[-1]) < 0.01 * size(collapse[0]) and size(healthy[-1]) > size(healthy[0])
+    np.testing.assert_allclose(np.array(state["spreads"]["collapse"]) / state["spreads"]["collapse"][0],
+                               [1.0, 0.1, 0.001], rtol=1e-4)
+    assert state["extent"] >= max(np.abs(f).max() for f in healthy)
+    with pytest.raises(ValueError, match="snapshot_size"):
+        tr.animation_state({"none": {"history": History(loss_name="triplet", options={})}})
+
+
+def test_animation_draw_has_frames_a_slider_and_a_play_button():
+    state = tr.animation_state({"collapse": snapshot_run([1.0, 0.1, 0.001]), "healthy": snapshot_run([1.0, 1.0, 1.2])})
+    fig = tr.animation_draw(state)
+    assert isinstance(fig, go.Figure) and len(fig.frames) == 3
+    assert len(fig.data) == 6 and {t.xaxis for t in fig.data} == {"x", "x2"}   # 3 classes x 2 panels
+    assert [s.label for s in fig.layout.sliders[0].steps] == ["before training", "epoch 1", "epoch 2"]
+    assert fig.layout.updatemenus[0].buttons[0].label == "play"
+    last = f"collapse: spread {state['spreads']['collapse'][-1]:.3g}"
+    assert fig.frames[-1].layout.title.text.startswith(f"epoch 2: {last}")
+    assert fig.layout.xaxis.range == fig.layout.xaxis2.range
+
+
+def fake_claims():
+    """Two miners x two seeds, MAP@R per epoch known by construction."""
+    runs = {}
+    for mining, base in (("random", 0.5), ("semi-hard", 0.7)):
+        for seed in (0, 1):
+            curve = [base + 0.1 * e + 0.02 * seed for e in range(3)]
+            runs[f"miners/noise=0/{mining}/seed={seed}"] = {
+                "per_epoch": {"map_at_r": curve, "active_fraction": [0.5, 0.4, 0.3]},
+                "final": {"map_at_r": curve[-1], "precision_at_1": 0.9},
+                "collapse": "epoch 1: collapsed" if mining == "random" and seed == 1 else None}
+    return {"runs": runs, "commands": ["python benchmarks/claims.py"]}
+
+
+def test_claim_curves_and_means_over_seeds():
+    claims = fake_claims()
+    mean, std, seeds = tr.claim_curve(claims, "miners/noise=0", "semi-hard")
+    np.testing.assert_allclose(mean, [0.71, 0.81, 0.91]) and np.testing.assert_allclose(std, 0.01)
+    assert seeds == 2
+    assert tr.claim_mean(claims, "miners/noise=0", "random") == pytest.approx(0.71)
+    assert tr.claim_mean(claims, "miners/noise=0", "random", epoch=1) == pytest.approx(0.51)
+    with pytest.raises(ValueError, match="benchmarks/claims.py"):
+        tr.claim_runs(claims, "miners/noise=0.2", "random")
+
+
+def test_claims_table_and_figure():
+    claims = fake_claims()
+    table = tr.claims_table(claims, {"clean": "miners/noise=0"}, ["random", "semi-hard"])
+    assert table.loc["clean", "semi-hard"] == "0.910 ± 0.010"
+    assert table.loc["clean", "random"] == "0.710 ± 0.010 (collapsed in 1/2)"
+    fig = tr.claims_figure(claims, {"clean": "miners/noise=0", "again": "miners/noise=0"}, ["random", "semi-hard"],
+                           first_epoch={"again": 2})
+    assert len(fig.data) == 4 and list(fig.data[2].x) == [2, 3, 4] and list(fig.data[0].x) == [1, 2, 3]
+    np.testing.assert_allclose(fig.data[1].error_y.array, 0.01)
+    two_fields = tr.claims_figure(claims, {"MAP@R": "miners/noise=0", "active": ("miners/noise=0", "active_fraction")},
+                                  ["semi-hard"], shared_yaxes=False)
+    np.testing.assert_allclose(two_fields.data[1].y, [0.5, 0.4, 0.3])
+
+
+def test_committed_claims_file_has_what_the_lesson_reads():
+    claims = tr.load_claims()
+    assert claims["commands"] and claims["date"]
+    for mining in ("random", "all", "semi-hard", "hard"):
+        for noise in ("0", "0.2"):
+            runs = tr.claim_runs(claims, f"miners/noise={noise}", mining)
+            assert all(len(r["per_epoch"]["map_at_r"]) == 4 and r["cpu_seconds"] > 0 for r in runs)
+
+
+def test_regimes_table_differences():
+    claims = fake_claims()
+    for run in claims["runs"].values():
+        run["per_epoch"]["spread"] = [0.5, 0.01, 0.02]
+    table = tr.regimes_table(claims, {"clean": "miners/noise=0"}, first="random", second="semi-hard")
+    assert list(table.loc["clean", ["after epoch 1", "after epoch 3", "final"]]) == [-0.2, -0.2, -0.2]
+    assert table.loc["clean", "spread min"] == 0.01 and table.loc["clean", "collapsed"] == "1/2"

@@ -534,6 +534,13 @@ def claim_curve(claims, prefix, mining, field="map_at_r"):
     return values.mean(axis=0), values.std(axis=0), len(values)
 
 
+def miner_color(mining, fallback=0):
+    """One colour per miner in every figure of the measured claims."""
+    order = ("random", "all", "semi-hard", "hard")
+    index = order.index(mining) if mining in order else fallback
+    return viz.CLASS_COLORS[index % len(viz.CLASS_COLORS)]
+
+
 def claims_figure(claims, panels, minings, field="map_at_r", title=None, first_epoch=None, shared_yaxes=True):
     """One panel per ``panels`` entry, one line per miner: mean over seeds, error bars = std over seeds.
 
@@ -551,7 +558,7 @@ def claims_figure(claims, panels, minings, field="map_at_r", title=None, first_e
             fig.add_trace(go.Scatter(
                 x=list(range(start, start + len(mean))), y=mean, error_y=dict(type="data", array=std),
                 mode="lines+markers", name=f"{mining} (mean of {seeds} seeds)", legendgroup=mining,
-                showlegend=col == 1, line=dict(color=viz.CLASS_COLORS[i % len(viz.CLASS_COLORS)])), row=1, col=col)
+                showlegend=col == 1, line=dict(color=miner_color(mining, i))), row=1, col=col)
     fig.update_xaxes(title_text="epoch", dtick=1)
     fig.update_layout(template="plotly_white", height=360, title=title, margin=dict(l=50, r=20, t=80, b=40),
                       legend=dict(orientation="h", y=-0.25, x=0))
@@ -585,3 +592,25 @@ def claim_mean(claims, prefix, mining, field="map_at_r", epoch=None):
     if epoch is None:
         return float(np.mean([r["final"][field] for r in runs]))
     return float(np.mean([r["per_epoch"][field][epoch - 1] for r in runs]))
+
+
+def regimes_table(claims, regimes, first="hard", second="semi-hard"):
+    """Per regime (name -> prefix): ``first`` minus ``second`` in MAP@R after each epoch (mean over seeds).
+
+    Columns "after epoch k" (the curves' 1,000 held-out images), "final" (all
+    2,000), "spread min" (``first``'s smallest spread over its epochs, mean
+    over seeds, beside its spread before training: the dip that shows
+    fragility) and "collapsed" (in how many seeds ``train`` flagged ``first``).
+    """
+    import pandas as pd
+
+    rows = {}
+    for name, prefix in regimes.items():
+        a, b = claim_curve(claims, prefix, first)[0], claim_curve(claims, prefix, second)[0]
+        runs = claim_runs(claims, prefix, first)
+        row = {f"after epoch {k}": round(float(x - y), 3) for k, (x, y) in enumerate(zip(a, b), start=1)}
+        row["final"] = round(claim_mean(claims, prefix, first) - claim_mean(claims, prefix, second), 3)
+        row["spread min"] = round(float(np.mean([min(r["per_epoch"]["spread"]) for r in runs])), 3)
+        row["collapsed"] = f"{sum(r['collapse'] is not None for r in runs)}/{len(runs)}"
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
