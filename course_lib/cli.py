@@ -443,8 +443,7 @@ def run_train(args):
     record = {**metrics, "seconds": round(seconds, 3), "settings": settings, "data": sources,
               "history": history.to_dict()["records"], "collapse": history.collapse}
     if settings["holdout_classes"]:
-        features = holdout.holdout_embeddings(model, test_images, settings["holdout_features"])
-        record["holdout"] = holdout_section(settings, features, test_images, test_labels)
+        record["holdout"] = holdout_section(settings, model, test_images, test_labels)
         print(holdout_table(record["holdout"]))
     if not distributed.is_chief(strategy):  # same weights as the chief's: nothing to add
         resolver = strategy.cluster_resolver
@@ -460,29 +459,43 @@ def run_train(args):
     return 0
 
 
-def holdout_section(settings, embeddings, images, labels):
-    """metrics.json's "holdout": seen- and unseen-class queries against a gallery of every class, and pixels.
+def holdout_section(settings, model, images, labels):
+    """metrics.json's "holdout": seen- and unseen-class queries against a gallery of every class.
 
-    ``embeddings``: the test images' features named by settings["holdout_features"].
+    The trained ``model``'s settings["holdout_features"] (the recipe), the raw
+    pixels, the model's own output ("projection", settings["metric"]) and the
+    same network rebuilt with the run's seed, untrained ("untrained"):
+    :func:`course_lib.holdout.network_report`.
     """
     from course_lib import holdout
 
-    report = holdout.holdout_report(embeddings, images, labels, settings["holdout_classes"],
-                                    settings["holdout_metric"])
-    return {"classes": report["classes"], "seen": json_metrics(report["seen"]),
-            "unseen": json_metrics(report["unseen"]),
-            "pixels": {group: json_metrics(report["pixels"][group]) for group in ("seen", "unseen")}}
+    report = holdout.network_report(model, build_model(settings), images, labels, settings["holdout_classes"],
+                                    settings["holdout_features"], settings["holdout_metric"], settings["metric"])
+    section = {"classes": report["classes"], "seen": json_metrics(report["seen"]),
+               "unseen": json_metrics(report["unseen"])}
+    for row in ("pixels", "projection", "untrained"):
+        section[row] = {group: json_metrics(report[row][group]) for group in ("seen", "unseen")}
+    return section
+
+
+def holdout_rows(section):
+    """(name, {"seen": ..., "unseen": ...}) of the holdout section's rows, the recipe first."""
+    rows = [("trained", section), ("projection", section.get("projection")),
+            ("untrained", section.get("untrained")), ("pixels", section["pixels"])]
+    return [(name, scores) for name, scores in rows if scores is not None]  # runs saved before both rows
 
 
 def holdout_table(section):
-    """MAP@R and precision@1 of seen and unseen queries, learned vs pixels, as text lines."""
+    """MAP@R and precision@1 of seen and unseen queries: trained, projection, untrained, pixels."""
     lines = [f"\nHeld-out classes {section['classes']} (never trained on): queries of the test split's "
              f"first half against its second half (every class)",
-             f"  {'queries':<8} {'MAP@R':>8} {'pixels':>8} {'P@1':>8} {'pixels':>8}"]
-    for group in ("seen", "unseen"):
-        mine, pixels = section[group], section["pixels"][group]
-        lines.append(f"  {group:<8} {mine['map_at_r']:>8.4f} {pixels['map_at_r']:>8.4f} "
-                     f"{mine['precision_at_1']:>8.4f} {pixels['precision_at_1']:>8.4f}")
+             f"  {'features':<11} {'MAP@R seen':>10} {'unseen':>8} {'P@1 seen':>9} {'unseen':>8}"]
+    for name, scores in holdout_rows(section):
+        seen, unseen = scores["seen"], scores["unseen"]
+        lines.append(f"  {name:<11} {seen['map_at_r']:>10.4f} {unseen['map_at_r']:>8.4f} "
+                     f"{seen['precision_at_1']:>9.4f} {unseen['precision_at_1']:>8.4f}")
+    lines.append("  (trained: the recipe's features and distance; projection: the network's output; untrained: "
+                 "the recipe's features before training, same seed; pixels: raw, euclidean)")
     return "\n".join(lines)
 
 
@@ -494,16 +507,13 @@ def train_model(settings, train_images, train_labels, test_images, test_labels, 
     """
     import tensorflow as tf
 
-    from course_lib import models, training
+    from course_lib import training
     from course_lib.data import pick_subset
 
     seed = settings["seed"]
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
-        if settings["loss"] == "cross_entropy":
-            model = models.classifier_network(num_classes=NUM_CLASSES, seed=seed)
-        else:
-            model = models.embedding_network(settings["embedding_dim"], settings["l2_normalize"], seed=seed)
+        model = build_model(settings)
     monitor = pick_subset(len(test_labels), MONITOR_SIZE, seed)
     common = dict(
         loss=settings["loss"], loss_options=settings["loss_options"], eval_images=test_images[monitor],
@@ -524,6 +534,15 @@ def train_model(settings, train_images, train_labels, test_images, test_labels, 
                 samples_per_class=settings["samples_per_class"], strategy=strategy, **common)
     print(epoch_note(len(monitor)))
     return model, history
+
+
+def build_model(settings):
+    """The run's network before training: the same weights for the same settings["seed"]."""
+    from course_lib import models
+
+    if settings["loss"] == "cross_entropy":
+        return models.classifier_network(num_classes=NUM_CLASSES, seed=settings["seed"])
+    return models.embedding_network(settings["embedding_dim"], settings["l2_normalize"], seed=settings["seed"])
 
 
 def save_run(out, model, embeddings, labels, record):
@@ -647,15 +666,12 @@ def recompute_holdout(run_dir, settings, source):
     """The "holdout" section of a run, from its model.keras and test split."""
     import keras
 
-    from course_lib import holdout
-
     if not (run_dir / "model.keras").is_file():
         raise FileNotFoundError(f"{run_dir} has no model.keras: the holdout section scores the "
                                 f"model's {settings['holdout_features']!r} features, not embeddings.npy")
     images, labels = test_split(settings, source)
     model = keras.models.load_model(run_dir / "model.keras")
-    features = holdout.holdout_embeddings(model, images, settings["holdout_features"])
-    return holdout_section(settings, features, images, labels)
+    return holdout_section(settings, model, images, labels)  # "untrained": rebuilt from the saved seed
 
 
 def test_split(settings, source):

@@ -36,10 +36,19 @@ the loss but not reduced to it. The cosine distance ignores how strongly
 the filters fire overall (ink, contrast) and compares only the pattern.
 
 :func:`holdout_report` does 2 to 4 in one call and returns the dict that
-``python -m course_lib train --holdout-classes ...`` saves in metrics.json:
+``python -m course_lib train --holdout-classes ...`` saves in metrics.json;
+:func:`network_report` adds the two rows that say *why* the recipe is what
+it is, scored on the same queries and gallery:
 
     {"classes": [6, 7, 8, 9], "seen": {...}, "unseen": {...},
-     "pixels": {"seen": {...}, "unseen": {...}}}
+     "pixels": {"seen": {...}, "unseen": {...}},
+     "projection": {"seen": {...}, "unseen": {...}},   # the network's own output: the failure
+     "untrained": {"seen": {...}, "unseen": {...}}}    # same features, weights before training
+
+"untrained" is what training adds: the same architecture and seed before a
+single step already beats the pixels on some splits (a random conv layer
+is a bank of edge detectors), so the recipe's gain is recipe - untrained,
+not recipe - pixels.
 """
 
 from __future__ import annotations
@@ -52,7 +61,7 @@ from course_lib import retrieval
 
 __all__ = [
     "EPOCHS", "check_holdout_classes", "seen_only", "pixel_embeddings", "query_gallery_split",
-    "seen_unseen_metrics", "holdout_report", "holdout_embeddings",
+    "seen_unseen_metrics", "holdout_report", "holdout_embeddings", "network_report",
 ]
 
 #: Training epochs of the recipe (``train --holdout-classes`` without ``--epochs``).
@@ -171,3 +180,31 @@ def holdout_embeddings(model, images, features="conv"):
     from course_lib import models, training
 
     return training.embed(models.feature_model(model, features), images)
+
+
+def network_report(model, untrained, images, labels, holdout_classes, features, metric, output_metric):
+    """:func:`holdout_report` of a trained network, with its projection and its untrained twin beside it.
+
+    ``model``: the trained network; ``untrained``: the same architecture
+    built with the same seed, never trained (or None to leave that row
+    out). Scored on the same queries and gallery of uint8 ``images``:
+
+    * the report's "seen"/"unseen": ``model``'s ``features`` with ``metric``
+      (the recipe: "conv", "cosine");
+    * "pixels": the raw pixels, Euclidean;
+    * "projection": what ``model`` outputs (:func:`course_lib.models.embedding_model`)
+      with ``output_metric``, the distance the loss trained it for;
+    * "untrained": ``untrained``'s ``features`` with ``metric``.
+    """
+    from course_lib import models, training
+
+    labels = np.asarray(labels).reshape(-1)
+    report = holdout_report(holdout_embeddings(model, images, features), images, labels,
+                            holdout_classes, metric)
+    is_query, classes = query_gallery_split(labels), report["classes"]
+    output = training.embed(models.embedding_model(model), images)
+    report["projection"] = seen_unseen_metrics(output, labels, classes, is_query, metric=output_metric)
+    if untrained is not None:
+        report["untrained"] = seen_unseen_metrics(holdout_embeddings(untrained, images, features), labels,
+                                                  classes, is_query, metric=metric)
+    return report

@@ -129,14 +129,20 @@ def test_small_holdout_run_and_evaluate_reproduces_it(tmp_path):
     assert saved["settings"]["holdout_features"] == "conv"
     labels = np.load(out / "labels.npy")
     assert section["unseen"]["num_queries"] == holdout.query_gallery_split(labels)[labels >= 7].sum()
+    assert set(section) == {"classes", "seen", "unseen", "pixels", "projection", "untrained"}
     assert "Held-out classes [7, 8, 9]" in printed
+    for row in ("trained", "projection", "untrained", "pixels"):  # the printed table has all four rows
+        assert f"\n  {row} " in printed
+    assert section["untrained"]["unseen"] != section["unseen"]  # 3 steps of training changed the features
     for flags in ([], ["--from-embeddings"]):
         status, printed, err = run_main(["evaluate", str(out), *flags])
         assert status == 0, err
+        assert "\n  untrained " in printed
         again = cli.recompute_metrics(out, from_embeddings=bool(flags))["holdout"]
         for group in ("seen", "unseen"):
             assert flat(again[group]) == pytest.approx(flat(section[group]), abs=1e-6)
-            assert flat(again["pixels"][group]) == pytest.approx(flat(section["pixels"][group]))
+            for row in ("pixels", "projection", "untrained"):  # untrained: rebuilt from the saved seed
+                assert flat(again[row][group]) == pytest.approx(flat(section[row][group]), abs=1e-6)
         assert "Held-out classes [7, 8, 9]" in printed
 
 
@@ -163,3 +169,38 @@ def test_holdout_runs_default_to_the_recipe():
     assert (settings["holdout_features"], settings["holdout_metric"]) == ("conv", "cosine")
     plain = cli.train_settings(cli.build_parser().parse_args(["train", "--dataset", "mnist"]))
     assert plain["holdout_classes"] is None and plain["epochs"] == cli.DEFAULT_EPOCHS["mnist"]
+
+
+def test_network_report_scores_the_output_and_the_untrained_twin_on_the_same_queries():
+    from course_lib import models, training
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 10)
+    images = (rng.random((40, 28, 28)) * 255 * (1 + labels[:, None, None]) / 4).astype(np.uint8)
+    trained, untrained = models.embedding_network(8, seed=1), models.embedding_network(8, seed=2)
+    report = holdout.network_report(trained, untrained, images, labels, [3], "backbone", "cosine", "euclidean")
+    assert set(report) == {"classes", "seen", "unseen", "pixels", "projection", "untrained"}
+    is_query = holdout.query_gallery_split(labels)
+    expected = holdout.holdout_report(holdout.holdout_embeddings(trained, images, "backbone"), images, labels,
+                                      [3], "cosine")
+    assert {key: report[key] for key in expected} == expected
+    output = training.embed(trained, images)
+    assert report["projection"] == holdout.seen_unseen_metrics(output, labels, [3], is_query, metric="euclidean")
+    features = holdout.holdout_embeddings(untrained, images, "backbone")
+    assert report["untrained"] == holdout.seen_unseen_metrics(features, labels, [3], is_query, metric="cosine")
+    assert "untrained" not in holdout.network_report(trained, None, images, labels, [3], "conv", "cosine",
+                                                     "euclidean")
+
+
+def test_build_model_gives_the_same_untrained_weights_for_the_same_seed():
+    args = cli.build_parser().parse_args(["train", "--dataset", "mnist", "--holdout-classes", "8", "9",
+                                          "--seed", "3"])
+    settings = cli.train_settings(args)
+    first = cli.build_model(settings).get_weights()
+    np.random.default_rng().random(5)  # unrelated random draws in between change nothing
+    import keras
+    keras.random.normal((3,))
+    again = cli.build_model(settings).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    other = cli.build_model({**settings, "seed": 4}).get_weights()
+    assert not np.array_equal(first[0], other[0])
