@@ -23,7 +23,8 @@ pixels', and the CPU and wall seconds of a whole run (training and scoring;
 the machine may be shared: CPU seconds are the honest cost). Writes
 ``holdout_splits.json`` (every run, the summaries, date, commit, command) and
 ``holdout_splits.md`` into ``--out``; runs already in the JSON are kept, so an
-interrupted benchmark resumes where it stopped.
+interrupted benchmark resumes where it stopped (and ``--seeds`` splits the work
+between processes whose ``runs`` lists can be joined, then summarised by a last call).
 """
 
 from __future__ import annotations
@@ -153,9 +154,11 @@ def main(argv=None):
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"),
                         help="folder for holdout_splits.json and .md (default: benchmarks/results)")
     parser.add_argument("--work", help="folder for the runs' files (default: a temporary folder)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=SEEDS, metavar="S",
+                        help=f"seeds to run (default: {' '.join(map(str, SEEDS))})")
     args = parser.parse_args(argv)
     plan = SMOKE["splits"] if args.smoke else [(d, c) for d, splits in SPLITS.items() for c in splits]
-    seeds = SMOKE["seeds"] if args.smoke else SEEDS
+    seeds = SMOKE["seeds"] if args.smoke else args.seeds
     budget = SMOKE["budget"] if args.smoke else []
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -176,6 +179,7 @@ def main(argv=None):
                       f"{run['scores']['pixels']['unseen']['MAP@R']:.3f} ({run['cpu_seconds']:.0f} s CPU, "
                       f"{run['wall_seconds']:.0f} s wall)", flush=True)
                 write(out, runs, command.strip())
+    write(out, runs, command.strip())  # also when every run was already there (runs merged by hand)
     return 0
 
 

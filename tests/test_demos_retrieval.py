@@ -286,3 +286,51 @@ def test_draw_per_class():
     assert list(fig.data[0].x) == ["c0", "c1 (unseen)", "c2", "c3", "c4 (unseen)", "c5"]
     assert np.allclose(fig.data[0].y, table["pixels"])
     assert len(fig.layout.shapes) == 2
+
+
+def test_seen_unseen_by_epoch_with_the_cosine_distance():
+    labels, x, _ = clustered(seed=6)
+    curves = demo.seen_unseen_by_epoch([x, 3 * x + 1], labels, (1, 2), metric="cosine")
+    for e, snapshot in enumerate([x, 3 * x + 1]):
+        scores = demo.seen_unseen_metrics(snapshot, labels, (1, 2), metric="cosine")
+        assert curves["unseen_map_at_r"][e] == scores["unseen"]["map_at_r"]
+    euclidean = demo.seen_unseen_by_epoch([x, 3 * x + 1], labels, (1, 2))
+    assert euclidean["unseen_map_at_r"] != curves["unseen_map_at_r"]  # the distance is really passed on
+
+
+def fake_holdout_splits():
+    """A result of benchmarks/holdout_splits.py with two splits (the numbers are made up)."""
+    def stats(means):
+        return {row: {group: {"MAP@R": {"mean": m + (group == "seen"), "std": 0.01 * (i + 1), "n": 3},
+                              "P@1": {"mean": 0.5, "std": 0.0, "n": 3}} for group in ("seen", "unseen")}
+                for i, (row, m) in enumerate(means.items())}
+    return {"meta": {"date": "today", "commit": "abc", "command": "python benchmarks/holdout_splits.py"},
+            "runs": [],
+            "summary": {"mnist 6 7 8 9": {"seeds": [0, 1, 2], "stats": stats(
+                            {"recipe": 0.4, "projection": 0.25, "untrained": 0.3, "pixels": 0.2})},
+                        "fashion_mnist 5 6 8": {"seeds": [0, 1], "stats": stats(
+                            {"recipe": 0.2, "projection": 0.1, "untrained": 0.15, "pixels": 0.16})}}}
+
+
+def test_holdout_splits_table_and_figure():
+    result = fake_holdout_splits()
+    table = demo.holdout_splits_table(result)
+    assert list(table.index) == ["mnist 6 7 8 9", "fashion_mnist 5 6 8"]
+    row = table.loc["mnist 6 7 8 9"]
+    assert row["recipe mean"] == 0.4 and row["pixels mean"] == 0.2 and row["untrained std"] == 0.03
+    assert row["recipe / pixels"] == pytest.approx(2.0) and row["untrained / pixels"] == pytest.approx(1.5)
+    assert row["training adds"] == pytest.approx(0.1) and row["seeds"] == 3
+    assert demo.holdout_splits_table(result, group="seen").loc["mnist 6 7 8 9", "recipe mean"] == 1.4
+    fig = demo.draw_holdout_splits(result)
+    assert [t.name for t in fig.data] == list(demo.SPLIT_ROWS.values())
+    recipe = fig.data[-1]
+    assert list(recipe.y) == [0.4, 0.2] and list(recipe.error_y.array) == [0.01, 0.01]
+    assert "2/3 seeds" in fig.layout.title.text
+
+
+def test_load_holdout_splits_reads_a_file(tmp_path):
+    import json
+
+    path = tmp_path / "h.json"
+    path.write_text(json.dumps(fake_holdout_splits()))
+    assert demo.load_holdout_splits(path)["meta"]["commit"] == "abc"

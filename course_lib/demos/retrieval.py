@@ -47,6 +47,7 @@ __all__ = [
     "browse", "browse_pages", "draw_browse", "readout_browse",
     "neighbours", "draw_neighbours", "readout_neighbours",
     "draw_per_class", "draw_by_epoch", "draw_spaces_by_epoch", "draw_norms",
+    "HOLDOUT_SPLITS_PATH", "load_holdout_splits", "holdout_splits_table", "draw_holdout_splits",
 ]
 
 CORRECT_COLOR = viz.POSITIVE_COLOR  # green: the neighbour has the query's class
@@ -103,16 +104,17 @@ def neighbour_class_counts(queries, query_labels, gallery, gallery_labels, label
     return np.bincount(found, minlength=num_classes)
 
 
-def seen_unseen_by_epoch(snapshots, labels, unseen, baseline=None):
+def seen_unseen_by_epoch(snapshots, labels, unseen, baseline=None, metric="euclidean"):
     """Seen/unseen precision@1 and MAP@R of each training snapshot.
 
     ``snapshots``: the [N, D] embeddings of the same N held-out items before
     training and after each epoch (``History.snapshots`` of
     :func:`course_lib.training.train`), ``labels`` their classes
     (``History.snapshot_labels``). Each snapshot is scored with
-    :func:`seen_unseen_metrics` (queries/gallery by :func:`query_gallery_split`).
+    :func:`seen_unseen_metrics` (queries/gallery by :func:`query_gallery_split`)
+    with the distance ``metric`` ("cosine" for the held-out recipe's conv features).
     ``baseline``: optional [N, D'] embedding of the same items (e.g. pixels),
-    scored once for reference.
+    scored once for reference, with the Euclidean distance.
 
     Returns ``{"epoch": [0, 1, ...], "seen_precision_at_1": [...],
     "unseen_precision_at_1": [...], "seen_map_at_r": [...], "unseen_map_at_r": [...],
@@ -124,10 +126,10 @@ def seen_unseen_by_epoch(snapshots, labels, unseen, baseline=None):
     for key in keys:
         curves[key] = []
     for x in snapshots:
-        scores = seen_unseen_metrics(x, labels, unseen)
+        scores = seen_unseen_metrics(x, labels, unseen, metric=metric)
         for key in keys:
-            group, metric = key.split("_", 1)
-            curves[key].append(scores[group][metric])
+            group, score = key.split("_", 1)
+            curves[key].append(scores[group][score])
     curves["baseline"] = None
     if baseline is not None:
         scores = seen_unseen_metrics(baseline, labels, unseen)
@@ -375,3 +377,60 @@ def draw_spaces_by_epoch(curves, metric="map_at_r", title=None):
 def draw_norms(norms, class_names, unseen=(), title="Mean length of the features, per class"):
     """Bars of :func:`mean_norm_by_class` (one group per class, one bar per space); unseen classes shaded."""
     return draw_per_class(norms, class_names, unseen, title=title, y_title="mean length ||x||", y_range=None)
+
+
+# ------------------------------------------- the recipe on every split (benchmarks/holdout_splits.py)
+#: Where ``python benchmarks/holdout_splits.py`` writes its runs (7 splits x 3 seeds, too slow for a lesson).
+HOLDOUT_SPLITS_PATH = "benchmarks/results/holdout_splits.json"
+#: The rows of each run, as the benchmark names them, and how a lesson labels them.
+SPLIT_ROWS = {"pixels": "pixels", "untrained": "untrained network (conv, cosine)",
+              "projection": "trained: head output (64-d)", "recipe": "trained: conv features, cosine (recipe)"}
+
+
+def load_holdout_splits(path=None):
+    """The committed results of ``benchmarks/holdout_splits.py`` (``meta``, ``runs``, ``summary``)."""
+    import json
+    import os
+
+    if path is None:
+        path = os.path.join(os.path.dirname(__file__), "..", "..", HOLDOUT_SPLITS_PATH)
+    with open(path) as f:
+        return json.load(f)
+
+
+def holdout_splits_table(result, group="unseen", metric="MAP@R"):
+    """One row per split: mean and std over seeds of each row's ``group`` ``metric``, ratios, seeds.
+
+    Columns ``{row} mean``, ``{row} std`` for pixels, untrained, projection and
+    recipe, ``recipe / pixels``, ``untrained / pixels`` (ratios of the means),
+    ``training adds`` (recipe mean - untrained mean) and ``seeds``.
+    """
+    import pandas as pd
+
+    rows = {}
+    for split, summary in result["summary"].items():
+        stats = {row: summary["stats"][row][group][metric] for row in SPLIT_ROWS}
+        line = {f"{row} {part}": stats[row][part] for row in SPLIT_ROWS for part in ("mean", "std")}
+        line["recipe / pixels"] = stats["recipe"]["mean"] / stats["pixels"]["mean"]
+        line["untrained / pixels"] = stats["untrained"]["mean"] / stats["pixels"]["mean"]
+        line["training adds"] = stats["recipe"]["mean"] - stats["untrained"]["mean"]
+        line["seeds"] = len(summary["seeds"])
+        rows[split] = line
+    return pd.DataFrame(rows).T.rename_axis("held-out split")
+
+
+def draw_holdout_splits(result, group="unseen", metric="MAP@R"):
+    """Grouped bars, one group per split: pixels, untrained, head output, recipe; error bars = std over seeds."""
+    table = holdout_splits_table(result, group, metric)
+    fig = go.Figure()
+    colors = {"pixels": "#9e9e9e", "untrained": "#b0c4de", "projection": WRONG_COLOR, "recipe": CORRECT_COLOR}
+    for row, name in SPLIT_ROWS.items():
+        fig.add_trace(go.Bar(x=list(table.index), y=table[f"{row} mean"], name=name, marker_color=colors[row],
+                             error_y=dict(type="data", array=table[f"{row} std"], visible=True)))
+    seeds = sorted(set(table["seeds"].astype(int)))
+    fig.update_layout(barmode="group", template="plotly_white", height=430,
+                      title=f"{group.capitalize()} classes, {metric}: mean ± std over "
+                            f"{'/'.join(map(str, seeds))} seeds per split",
+                      xaxis=dict(title="dataset and held-out classes"), yaxis=dict(title=f"{group} {metric}"),
+                      legend=dict(orientation="h", y=-0.25), margin=dict(l=50, r=20, t=60, b=110))
+    return fig
