@@ -1,6 +1,6 @@
 """Lesson 05's mining claims, measured over seeds: what does not fit the lesson's 90 seconds.
 
-    python benchmarks/claims.py                    # every experiment, seeds 0 1 2 (~30 min on 2 cores)
+    python benchmarks/claims.py                    # every experiment, seeds 0 1 2 (676 s of CPU, 51 runs)
     python benchmarks/claims.py --only miners --seeds 0
 
 Writes ``benchmarks/results/claims.json`` (``commands``: the commands that
