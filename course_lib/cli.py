@@ -145,7 +145,8 @@ def add_train_command(commands):
                             "auto: full when it is on this machine, else bundled (default: auto)")
     group.add_argument("--holdout-classes", type=int, nargs="+", metavar="C",
                        help="train without these classes (ids 0-9); metrics.json's \"holdout\" section then "
-                            "scores retrieval of seen and unseen classes apart, beside raw pixels")
+                            "scores retrieval of seen and unseen classes apart (the recipe's conv features, "
+                            "cosine), beside raw pixels, the network's own output and the untrained network")
 
     add_loss_options(parser)
     add_self_supervised_options(parser)
