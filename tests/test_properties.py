@@ -8,6 +8,8 @@ Batches come in two kinds:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -19,7 +21,7 @@ import reference as ref
 
 from course_lib import losses as L
 from course_lib.distances import pairwise_distances
-from course_lib.mining import mine_triplets_from_distances
+from course_lib.mining import mine_triplets, mine_triplets_from_distances
 
 
 # ---------------------------------------------------------------------------
@@ -230,3 +232,23 @@ def test_mined_triplets_satisfy_definition(strategy, case):
             assert d[a, n] == d[a, n_ref]  # a closest negative
         else:
             assert d[a, n] == d[a, n_ref]  # the semi-hard (or fallback) distance
+
+
+@given(case=labelled_distance_matrices())
+def test_random_triplets_satisfy_definition(case):
+    # "random": exactly one valid (a, p, n) per anchor that has a positive and a negative, in anchor order
+    labels, d = case
+    got = list(zip(*(v.numpy().tolist() for v in mine_triplets_from_distances(labels, d, strategy="random"))))
+    candidates = ref.random_candidates(labels)
+    assert [a for a, _, _ in got] == sorted(candidates)
+    assert all(p in candidates[a][0] and n in candidates[a][1] for a, p, n in got)
+
+
+@given(case=batches(), margin=st.sampled_from([0.2, 1.0]), soft=st.booleans())
+def test_random_loss_is_the_mean_hinge_of_its_draw(case, margin, soft):
+    labels, x = case
+    drawn = list(zip(*(v.numpy().tolist() for v in mine_triplets(labels, x, strategy="random"))))
+    got = float(L.triplet_loss(labels, x, margin=margin, mining="random", soft=soft).numpy())
+    assert math.isfinite(got)
+    np.testing.assert_allclose(got, ref.triplet_loss_of_triplets(labels, x, drawn, margin, soft=soft),
+                               rtol=1e-4, atol=1e-5)
