@@ -290,7 +290,8 @@ def test_committed_claims_file_has_what_the_lesson_reads():
 def test_regimes_table_differences():
     claims = fake_claims()
     for run in claims["runs"].values():
-        run["per_epoch"]["spread"] = [0.5, 0.01, 0.02]
+        run["per_epoch"]["spread"], run["initial_spread"] = [0.5, 0.01, 0.02], 0.25
     table = tr.regimes_table(claims, {"clean": "miners/noise=0"}, first="random", second="semi-hard")
     assert list(table.loc["clean", ["after epoch 1", "after epoch 3", "final"]]) == [-0.2, -0.2, -0.2]
     assert table.loc["clean", "spread min"] == 0.01 and table.loc["clean", "collapsed"] == "1/2"
+    assert table.loc["clean", "spread min / before"] == 0.04

@@ -599,8 +599,10 @@ def regimes_table(claims, regimes, first="hard", second="semi-hard"):
 
     Columns "after epoch k" (the curves' 1,000 held-out images), "final" (all
     2,000), "spread min" (``first``'s smallest spread over its epochs, mean
-    over seeds, beside its spread before training: the dip that shows
-    fragility) and "collapsed" (in how many seeds ``train`` flagged ``first``).
+    over seeds: the dip that shows fragility), "spread min / before" (the same
+    dip as a share of the spread before training, mean over seeds: comparable
+    between unit-norm and unnormalised embeddings) and "collapsed" (in how many
+    seeds ``train`` flagged ``first``).
     """
     import pandas as pd
 
@@ -611,6 +613,8 @@ def regimes_table(claims, regimes, first="hard", second="semi-hard"):
         row = {f"after epoch {k}": round(float(x - y), 3) for k, (x, y) in enumerate(zip(a, b), start=1)}
         row["final"] = round(claim_mean(claims, prefix, first) - claim_mean(claims, prefix, second), 3)
         row["spread min"] = round(float(np.mean([min(r["per_epoch"]["spread"]) for r in runs])), 3)
+        row["spread min / before"] = round(float(np.mean(
+            [min(r["per_epoch"]["spread"]) / r["initial_spread"] for r in runs])), 3)
         row["collapsed"] = f"{sum(r['collapse'] is not None for r in runs)}/{len(runs)}"
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
