@@ -156,8 +156,16 @@ def main(argv=None):
     parser.add_argument("--work", help="folder for the runs' files (default: a temporary folder)")
     parser.add_argument("--seeds", type=int, nargs="+", default=SEEDS, metavar="S",
                         help=f"seeds to run (default: {' '.join(map(str, SEEDS))})")
+    parser.add_argument("--only", nargs="+", metavar="SPLIT",
+                        help='run only these splits, named as in the table (e.g. "fashion_mnist 0 1 9")')
     args = parser.parse_args(argv)
     plan = SMOKE["splits"] if args.smoke else [(d, c) for d, splits in SPLITS.items() for c in splits]
+    if args.only:
+        unknown = set(args.only) - {split_key(d, c) for d, c in plan}
+        if unknown:
+            parser.error(f"--only: no split {sorted(unknown)}; the splits: "
+                         + ", ".join(split_key(d, c) for d, c in plan))
+        plan = [(d, c) for d, c in plan if split_key(d, c) in args.only]
     seeds = SMOKE["seeds"] if args.smoke else args.seeds
     budget = SMOKE["budget"] if args.smoke else []
     out = Path(args.out)
