@@ -218,7 +218,7 @@ def untouched_rows(dataset, seed, settings, work=None):
     """The untrained network and raw pixels, scored like the runs (with a holdout the CLI's own
     pixels go in the table, these only check that both score the same way)."""
     cache = None if work is None else Path(work) / f"{dataset}-baselines-seed{seed}.json"
-    key = {key: settings.get(key) for key in ("eval_limit", "holdout")}
+    key = {**{key: settings.get(key) for key in ("eval_limit", "holdout")}, "protocol": "holdout_report"}
     if cache is not None and settings.get("resume") and cache.is_file():
         saved = json.loads(cache.read_text(encoding="utf-8"))
         if saved["key"] == key:
@@ -230,16 +230,23 @@ def untouched_rows(dataset, seed, settings, work=None):
     keep = data.pick_subset(len(labels), settings.get("eval_limit"), seed)
     images, labels = images[keep], labels[keep]
     wall, cpu = time.perf_counter(), time.process_time()
-    network = models.embedding_model(models.embedding_network(seed=seed))
-    pixels = "pixels (script)" if settings["holdout"] else "pixels"
-    spaces = {"untrained": training.embed(network, images), pixels: pixel_embeddings(images)}
+    network = models.embedding_network(seed=seed)
+    rows = []
+    if settings["holdout"]:  # the CLI's held-out report: its features and distance, pixels beside
+        from course_lib.holdout import holdout_embeddings, holdout_report
+
+        report = holdout_report(holdout_embeddings(network, images), images, labels, HOLDOUT[dataset])
+        scored = {"untrained": {s: report[s] for s in ("seen", "unseen")}, "pixels (script)": report["pixels"]}
+    else:
+        spaces = {"untrained": training.embed(models.embedding_model(network), images),
+                  "pixels": pixel_embeddings(images)}
+        scored = {name: score(x, labels, dataset, False) for name, x in spaces.items()}
     base = {"dataset": dataset, "seed": seed, "train_seconds": 0.0,
             "wall_seconds": round(time.perf_counter() - wall, 2),
             "cpu_seconds": round(time.process_time() - cpu, 2)}
-    rows = []
-    for name, x in spaces.items():
-        for split, values in score(x, labels, dataset, settings["holdout"]).items():
-            rows.append({**base, "config": name, "split": split, **values})
+    for name, splits in scored.items():
+        for split, m in splits.items():
+            rows.append({**base, "config": name, "split": split, **{k: float(m[k]) for k in METRICS.values()}})
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps({"key": key, "rows": rows}), encoding="utf-8")
