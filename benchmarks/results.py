@@ -467,7 +467,6 @@ def main(argv=None):
 
     for seed in args.seeds:  # seed by seed: a table cut short still covers every configuration
         for dataset in args.datasets:
-            rows.extend(untouched_rows(dataset, seed, settings, work))
             for config in args.configs:
                 result = trained_rows(dataset, config, seed, settings, work)
                 if result is None:  # another process (--resume, same --work) trains it: later
@@ -476,6 +475,9 @@ def main(argv=None):
                     add(dataset, config, seed, result)
     for dataset, config, seed in deferred:
         add(dataset, config, seed, trained_rows(dataset, config, seed, settings, work, wait=True))
+    for seed in args.seeds:  # the baselines last: parallel processes start training at once
+        for dataset in args.datasets:
+            rows.extend(untouched_rows(dataset, seed, settings, work))
     write(out, args, argv, settings, check_same_protocol(rows), commands, started, wall)
     print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
     return 0
