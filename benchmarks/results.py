@@ -321,9 +321,11 @@ def markdown(result):
              f"Settings: {describe_settings(meta)}", "",
              "Each cell: mean +- std over the seeds (sample std, ddof = 1). `train s`: the run's "
              "training seconds (wall, as metrics.json records them); `CPU s`: the whole CLI call's "
-             "CPU seconds (training, evaluation, saving). Baselines: `pixels` (raw 784 pixels), "
+             "CPU seconds (training, evaluation, saving). Every row is scored the way the CLI's held-out "
+             "report scores it (course_lib.holdout: since the recipe, the flattened conv features with the "
+             "cosine distance; raw pixels with the Euclidean distance). Baselines: `pixels` (raw 784 pixels), "
              "`untrained` (the embedding network at its seeded initial weights), `cross_entropy` "
-             "(a softmax classifier's 128-d backbone features).", ""]
+             "(a softmax classifier trained on the seen classes).", ""]
     for dataset in meta["datasets"]:
         splits = [s for s in ("unseen", "seen", "all")
                   if any(e["dataset"] == dataset and e["split"] == s for e in result["summary"])]
