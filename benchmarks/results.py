@@ -83,7 +83,10 @@ ANCHORS = """\
 Why these numbers are not directly comparable with the table above: the anchors train on the
 full training sets (60,000 images; the course's bundled subsets hold 5,000 MNIST and 10,000
 Fashion-MNIST images) with a bigger network and their own budget; they retrieve among the classes
-*seen* in training, so only the `seen` columns are in the same regime, never the `unseen` ones;
+*seen* in training, so only the `seen` columns are in the same regime, never the `unseen` ones,
+and even those score the flattened conv features (the held-out recipe), not the trained embedding
+that the anchors score (each run's metrics.json keeps the embedding's own scores under
+`holdout.projection`);
 their galleries differ (pytorch-metric-learning searches the 60,000 training images, a much denser
 gallery that makes P@1 easier; the course searches the gallery half of its test split); and RobRank's R@1 is our P@1 (recall@1 of a single neighbour). MAP@R follows
 the same definition (Musgrave et al. 2020) everywhere. The anchors say what these losses reach with
