@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import plotly.graph_objects as go
 
 from course_lib.viz import CLASS_COLORS
