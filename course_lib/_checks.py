@@ -1,16 +1,16 @@
-"""Input checks shared by the distances, miners and losses.
+"""Input checks at the public edge: tensors (distances, miners, losses) and NumPy arrays
+(retrieval, projection). Private helpers trust what these return.
 
 Bad input must fail early with a message that names the argument and what
-was expected, never with a bare TensorFlow shape error deep in a matmul.
+was expected, never with a bare shape error deep in a matmul. TensorFlow is
+imported inside the tensor checks only, so the NumPy modules load without it.
 """
 
 from __future__ import annotations
 
 import numbers
 
-import tensorflow as tf
-
-from course_lib.options import check_choice  # noqa: F401  (re-exported: the one choice check)
+import numpy as np
 
 
 def check_number(name, value):
@@ -32,8 +32,15 @@ def check_non_negative(name, value):
     return float(value)
 
 
+def is_int(value):
+    """True for an integer (Python or NumPy), False for bool, float and the rest."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def as_embeddings(embeddings, name="embeddings"):
     """A rank-2 float32 tensor [B, D]; lower or higher precision is cast to float32."""
+    import tensorflow as tf
+
     x = tf.convert_to_tensor(embeddings)
     if x.dtype == tf.string or x.dtype == tf.bool:
         raise TypeError(f"`{name}` must be numeric, got dtype {x.dtype.name}.")
@@ -48,15 +55,14 @@ def as_labels(labels, embeddings):
     Masks built from a (B, 1) tensor without this reshape silently compare
     every label with itself only (omoindrot/tensorflow-triplet-loss#18).
     """
+    import tensorflow as tf
+
     y = tf.convert_to_tensor(labels)
     if not (y.dtype.is_integer or y.dtype.is_floating or y.dtype == tf.bool):
         raise TypeError(f"`labels` must hold int or float class ids, got dtype {y.dtype.name}.")
     rank = y.shape.rank
-    if rank is not None:
-        if rank == 2 and y.shape[1] not in (1, None):
-            raise ValueError(f"`labels` must be shaped (B,) or (B, 1), got shape {y.shape}.")
-        if rank not in (1, 2):
-            raise ValueError(f"`labels` must be shaped (B,) or (B, 1), got shape {y.shape}.")
+    if rank is not None and (rank not in (1, 2) or (rank == 2 and y.shape[1] not in (1, None))):
+        raise ValueError(f"`labels` must be shaped (B,) or (B, 1), got shape {y.shape}.")
     y = tf.reshape(y, [-1])
     if y.dtype == tf.bool:
         y = tf.cast(y, tf.int32)
@@ -65,14 +71,37 @@ def as_labels(labels, embeddings):
         if n_labels != n_embeddings:
             raise ValueError(
                 f"`labels` and `embeddings` must have the same batch size: "
-                f"got {n_labels} labels for {n_embeddings} embeddings."
-            )
-    else:
-        with tf.control_dependencies([
-            tf.debugging.assert_equal(
-                tf.shape(y)[0], tf.shape(embeddings)[0],
-                message="`labels` and `embeddings` must have the same batch size",
-            )
-        ]):
-            y = tf.identity(y)
+                f"got {n_labels} labels for {n_embeddings} embeddings.")
+        return y
+    with tf.control_dependencies([tf.debugging.assert_equal(
+            tf.shape(y)[0], tf.shape(embeddings)[0],
+            message="`labels` and `embeddings` must have the same batch size")]):
+        return tf.identity(y)
+
+
+def as_points(x, name="embeddings"):
+    """A non-empty, finite float32 NumPy array [N, D] (NumPy twin of :func:`as_embeddings`)."""
+    try:
+        x = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"`{name}` must be a numeric [N, D] array: {error}") from None
+    if x.ndim != 2:
+        raise ValueError(f"`{name}` must be rank 2 [N, D], got shape {x.shape}.")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"`{name}` must be non-empty, got shape {x.shape}.")
+    if not np.isfinite(x).all():
+        raise ValueError(f"`{name}` contains NaN or infinite values.")
+    return x
+
+
+def as_label_array(labels, n, name="labels", embeddings_name="embeddings"):
+    """Labels as a 1-D NumPy array of length ``n``; Keras' (N, 1) is accepted (twin of :func:`as_labels`)."""
+    y = np.asarray(labels)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"`{name}` must be shaped (N,) or (N, 1), got shape {y.shape}.")
+    if len(y) != n:
+        raise ValueError(f"`{name}` and `{embeddings_name}` must have the same length: "
+                         f"got {len(y)} labels for {n} embeddings.")
     return y

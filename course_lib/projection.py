@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from course_lib._checks import as_label_array, as_points
 from course_lib.options import PROJECTIONS as METHODS
 from course_lib.options import check_choice
 
@@ -56,7 +57,7 @@ def project(embeddings, method="pca", dim=2, seed=0):
     check_choice("method", method, METHODS)
     if dim not in (2, 3) or isinstance(dim, bool):
         raise ValueError(f"`dim` must be 2 or 3, got {dim!r}.")
-    x = _as_points(embeddings)
+    x = as_points(embeddings)
     if len(x) < dim + 2:
         raise ValueError(
             f"Too few points to project: {len(x)}; need at least {dim + 2} for dim={dim}.")
@@ -102,15 +103,6 @@ def umap_projection(x, dim=2, seed=0):
     return reducer.fit_transform(x).astype(np.float32)
 
 
-def _as_points(embeddings):
-    x = np.asarray(embeddings, dtype=np.float32)
-    if x.ndim != 2 or x.shape[1] == 0:
-        raise ValueError(f"`embeddings` must be an [N, D] array, got shape {x.shape}.")
-    if not np.isfinite(x).all():
-        raise ValueError("`embeddings` contains NaN or infinite values.")
-    return x
-
-
 # ------------------------------------------------------------- plotly figure
 def embedding_figure(coords, labels, class_names=None, images=None, title=None):
     """An interactive scatter plot of projected embeddings: a plotly ``go.Figure``.
@@ -134,11 +126,9 @@ def embedding_figure(coords, labels, class_names=None, images=None, title=None):
     import plotly.graph_objects as go
 
     coords = np.asarray(coords, dtype=np.float32)
-    labels = np.asarray(labels)
     if coords.ndim != 2 or coords.shape[1] not in (2, 3):
         raise ValueError(f"`coords` must be [N, 2] or [N, 3], got shape {coords.shape}.")
-    if labels.shape != (len(coords),):
-        raise ValueError(f"`labels` must be [N] with N = {len(coords)}, got shape {labels.shape}.")
+    labels = as_label_array(labels, len(coords), embeddings_name="coords")
     if images is not None:
         _check_images(images, len(coords))
 
@@ -169,12 +159,12 @@ def _class_name(label, class_names):
     return str(class_names[int(label)])
 
 
-def _check_images(images, n):
+def _check_images(images, n=None):
+    """uint8 images [N, height, width], with N = ``n`` points when given."""
     images = np.asarray(images)
-    if images.dtype != np.uint8 or images.ndim != 3 or len(images) != n:
-        raise ValueError(
-            f"`images` must be uint8 [N, height, width] with N = {n}, "
-            f"got {images.dtype} {images.shape}.")
+    if images.dtype != np.uint8 or images.ndim != 3 or (n is not None and len(images) != n):
+        count = "" if n is None else f" with N = {n}"
+        raise ValueError(f"`images` must be uint8 [N, height, width]{count}, got {images.dtype} {images.shape}.")
     return images
 
 
@@ -252,11 +242,7 @@ def write_html(fig, path, images=None):
     path = Path(path)
     panel, post_script = "", None
     if images is not None:
-        images = np.asarray(images)
-        if images.dtype != np.uint8 or images.ndim != 3:
-            raise ValueError(
-                f"`images` must be uint8 [N, height, width], got {images.dtype} {images.shape}.")
-        pictures = json.dumps([image_data_uri(image) for image in images])
+        pictures = json.dumps([image_data_uri(image) for image in _check_images(images)])
         panel = _PANEL
         post_script = _HOVER_SCRIPT.replace("PICTURES", pictures)
     plot = fig.to_html(full_html=False, include_plotlyjs=True, div_id="embedding",
@@ -279,10 +265,8 @@ def write_projector_files(directory, embeddings, labels, class_names=None):
 
     Returns ``(embeddings_path, metadata_path)``.
     """
-    x = _as_points(embeddings)
-    labels = np.asarray(labels)
-    if labels.shape != (len(x),):
-        raise ValueError(f"`labels` must be [N] with N = {len(x)}, got shape {labels.shape}.")
+    x = as_points(embeddings)
+    labels = as_label_array(labels, len(x))
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     embeddings_path = directory / "embeddings.tsv"

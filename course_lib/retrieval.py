@@ -1,47 +1,25 @@
 """Retrieval metrics: how good is an embedding at finding same-class items?
 
-Every item of a query set asks: "which gallery items are closest to me?".
-The answer is the ranked list of its neighbours, and the metrics below
-score that list (docs/definitions.md).  For one query q with label y_q,
-rank the gallery by distance, and let
-
-* ``match_i`` = 1 if the i-th neighbour has label y_q, else 0;
-* ``R`` = the number of gallery items with label y_q (in leave-one-out
-  mode: not counting q itself).
-
-Then::
+Every query ranks the gallery by distance (ties by gallery index, lower
+first). With ``match_i`` = 1 when the i-th neighbour has the query's label
+and R = the number of gallery items with that label (docs/definitions.md,
+section 5; Musgrave, Belongie, Lim, "A Metric Learning Reality Check", 2020)::
 
     precision@1 = match_1
     recall@k    = 1 if match_1 + ... + match_k >= 1 else 0    (papers' "R@k")
     R-precision = (match_1 + ... + match_R) / R
     MAP@R       = (1 / R) * sum_{i=1..R} P(i) * match_i,  P(i) = (match_1 + ... + match_i) / i
 
-and each number is averaged over the queries.  R-precision and MAP@R are
-the ones of Musgrave, Belongie, Lim, "A Metric Learning Reality Check"
-(ECCV 2020): MAP@R is 1 only when the R same-class items are the R nearest
-neighbours, and it rewards putting them early, unlike recall@k which is
-already 1 when one same-class item sneaks into the top k.
+each averaged over the queries. MAP@R is 1 only when the R same-class items
+are the R nearest neighbours and rewards putting them early; recall@k is
+already 1 when one of them sneaks into the top k.
 
-Two modes:
-
-* leave-one-out (no gallery given): every embedding is a query against all
-  the *others*.  The query is removed from its own neighbour list by its
-  *index*, not by its distance: an exact duplicate of the query is a real
-  neighbour at distance 0 and counts.
-* query / gallery: queries are searched in a separate gallery (for example
-  unseen classes: "train on some classes, retrieve the others").
-
-Queries without any same-class item in the gallery (R = 0: a class with
-one member in leave-one-out, or a class missing from the gallery) cannot
-be answered well or badly.  They are left out of *every* average, as
-pytorch-metric-learning's AccuracyCalculator does, so that all metrics are
-averaged over the same queries; ``num_queries`` in the result says how
-many queries were scored.  If no query can be scored, the metrics are NaN.
-
-The search is exact and processed in chunks of queries, so a 70,000 x
-70,000 evaluation never holds the whole distance matrix: one chunk's
-[chunk, G] block of distances at a time.  Equal distances are broken by
-gallery index (the lower index ranks first), so results are deterministic.
+* Leave-one-out (no gallery): every embedding is a query against all the
+  *others*, removed by *index*, so an exact duplicate of the query still counts.
+* Queries with R = 0 are left out of *every* average (as pytorch-metric-learning
+  does); ``num_queries`` says how many were scored, NaN if none.
+* The search is exact, in chunks of queries: one [chunk, G] block of
+  distances at a time, never the whole 70,000 x 70,000 matrix.
 """
 
 from __future__ import annotations
@@ -51,6 +29,7 @@ import warnings
 
 import numpy as np
 
+from course_lib._checks import as_label_array, as_points, is_int
 from course_lib.options import METRICS, check_choice
 
 __all__ = ["METRICS", "evaluate", "nearest"]
@@ -87,12 +66,12 @@ def evaluate(embeddings, labels, gallery_embeddings=None, gallery_labels=None,
       the averages run over (see the module docstring).
     """
     queries, gallery, leave_one_out = _query_and_gallery(embeddings, gallery_embeddings)
-    query_labels, gallery_labels = _query_and_gallery_labels(labels, gallery_labels, queries, gallery,
-                                                             leave_one_out)
+    query_classes, gallery_classes = _classes(labels, gallery_labels, len(queries), len(gallery),
+                                               leave_one_out)
     ks = _as_ks(ks, len(gallery) - leave_one_out)
     check_choice("metric", metric, METRICS)
+    chunk_size = _as_chunk_size(chunk_size, len(gallery))
 
-    query_classes, gallery_classes = _encode_labels(query_labels, gallery_labels)
     r = np.bincount(gallery_classes, minlength=query_classes.max() + 1)[query_classes]
     r = r - leave_one_out  # leave-one-out: the query is not its own neighbour
 
@@ -149,10 +128,11 @@ def nearest(query_embeddings, gallery_embeddings, k, metric="euclidean",
             "`exclude_self=True` means query i is gallery item i, so `query_embeddings` and "
             f"`gallery_embeddings` must have the same shape: got {queries.shape} and "
             f"{gallery.shape}.")
-    if not isinstance(k, numbers.Integral):
+    if not is_int(k):
         raise ValueError(f"`k` must be an integer, got {k!r}.")
     (k,) = _as_ks(k, len(gallery) - bool(exclude_self), name="k")
     check_choice("metric", metric, METRICS)
+    chunk_size = _as_chunk_size(chunk_size, len(gallery))
 
     indices = np.empty((len(queries), k), dtype=np.int64)
     distances = np.empty((len(queries), k), dtype=np.float32)
@@ -199,7 +179,6 @@ def _search(queries, gallery, metric, leave_one_out, chunk_size, n_neighbours):
     (distance, index).  With ``leave_one_out`` query i is gallery item i and
     is given distance +inf, so it ranks after every other item.
     """
-    chunk_size = _as_chunk_size(chunk_size, len(gallery))
     q, g, q_ids, g_ids = _prepare(queries, gallery, metric)
     g_sq_norms = np.einsum("ij,ij->i", g, g)
     for start in range(0, len(q), chunk_size):
@@ -304,13 +283,13 @@ def _smallest_k(block, k):
     return np.take_along_axis(columns, order, axis=1).astype(np.int64)
 
 
-# -------------------------------------------------------------- input checks
+# ------------------------------------------------- input checks (public edge)
 def _query_and_gallery(embeddings, gallery_embeddings, name="embeddings"):
     """(queries, gallery, leave_one_out) as float32 [N, D] / [G, D] arrays."""
-    queries = _as_embeddings(embeddings, name)
+    queries = as_points(embeddings, name)
     if gallery_embeddings is None:
         return queries, queries, True
-    gallery = _as_embeddings(gallery_embeddings, "gallery_embeddings")
+    gallery = as_points(gallery_embeddings, "gallery_embeddings")
     if gallery.shape[1] != queries.shape[1]:
         raise ValueError(
             f"`gallery_embeddings` must have the same dimension as `{name}`: got "
@@ -318,49 +297,20 @@ def _query_and_gallery(embeddings, gallery_embeddings, name="embeddings"):
     return queries, gallery, False
 
 
-def _query_and_gallery_labels(labels, gallery_labels, queries, gallery, leave_one_out):
-    query_labels = _as_labels(labels, len(queries), "labels", "embeddings")
+def _classes(labels, gallery_labels, n_queries, n_gallery, leave_one_out):
+    """Class ids 0..C-1 of the queries and of the gallery (the queries' own in leave-one-out)."""
+    labels = as_label_array(labels, n_queries)
     if leave_one_out:
         if gallery_labels is not None:
             raise ValueError("`gallery_labels` was given without `gallery_embeddings`.")
-        return query_labels, query_labels
-    if gallery_labels is None:
+        gallery_labels = labels
+    elif gallery_labels is None:
         raise ValueError("`gallery_labels` is required when `gallery_embeddings` is given.")
-    return query_labels, _as_labels(gallery_labels, len(gallery), "gallery_labels", "gallery_embeddings")
-
-
-def _as_embeddings(x, name):
-    try:
-        x = np.asarray(x, dtype=np.float32)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"`{name}` must be a numeric [N, D] array: {error}") from None
-    if x.ndim != 2:
-        raise ValueError(f"`{name}` must be rank 2 [N, D], got shape {x.shape}.")
-    if x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"`{name}` must be non-empty, got shape {x.shape}.")
-    if not np.isfinite(x).all():
-        raise ValueError(f"`{name}` contains NaN or infinite values.")
-    return x
-
-
-def _as_labels(labels, n, name, embeddings_name):
-    """Labels as a 1-D array; Keras' (N, 1) is accepted."""
-    y = np.asarray(labels)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise ValueError(f"`{name}` must be shaped (N,) or (N, 1), got shape {y.shape}.")
-    if len(y) != n:
-        raise ValueError(f"`{name}` and `{embeddings_name}` must have the same length: "
-                         f"got {len(y)} labels for {n} embeddings.")
-    return y
-
-
-def _encode_labels(query_labels, gallery_labels):
-    """Class ids 0..C-1 shared by the query and gallery labels."""
-    _, codes = np.unique(np.concatenate([query_labels, gallery_labels]), return_inverse=True)
+    else:
+        gallery_labels = as_label_array(gallery_labels, n_gallery, "gallery_labels", "gallery_embeddings")
+    _, codes = np.unique(np.concatenate([labels, gallery_labels]), return_inverse=True)
     codes = codes.reshape(-1)
-    return codes[:len(query_labels)], codes[len(query_labels):]
+    return codes[:n_queries], codes[n_queries:]
 
 
 def _as_ks(ks, n_candidates, name="ks"):
@@ -369,10 +319,8 @@ def _as_ks(ks, n_candidates, name="ks"):
     if not values:
         raise ValueError(f"`{name}` must hold at least one k.")
     for k in values:
-        if not isinstance(k, numbers.Integral) or isinstance(k, bool):
-            raise ValueError(f"`{name}` must be integers, got {k!r}.")
-        if k < 1:
-            raise ValueError(f"`{name}` must be >= 1, got {k}.")
+        if not is_int(k) or k < 1:
+            raise ValueError(f"`{name}` must be integers >= 1, got {k!r}.")
         if k > n_candidates:
             raise ValueError(f"`{name}`: k={k} is larger than the {n_candidates} gallery "
                              "items a query can be matched with.")
@@ -380,9 +328,9 @@ def _as_ks(ks, n_candidates, name="ks"):
 
 
 def _as_chunk_size(chunk_size, n_gallery):
+    """Queries per [chunk, G] block; None: as many as keep it near _BLOCK_ENTRIES floats."""
     if chunk_size is None:
         return max(1, _BLOCK_ENTRIES // n_gallery)
-    if not isinstance(chunk_size, numbers.Integral) or isinstance(chunk_size, bool) \
-            or chunk_size < 1:
+    if not is_int(chunk_size) or chunk_size < 1:
         raise ValueError(f"`chunk_size` must be an integer >= 1, got {chunk_size!r}.")
     return int(chunk_size)
