@@ -3,26 +3,18 @@
     python -m course_lib train --dataset fashion_mnist --loss triplet --mining semi-hard --epochs 5
     python -m course_lib train --dataset mnist --loss nt-xent --self-supervised
     python -m course_lib evaluate runs/fashion_mnist-triplet-20250101-120000
-    python -m course_lib train --help
 
-``train`` prints one line per epoch (loss, active triplets, distances,
-precision@1 on part of the test split, seconds) and a summary; ``--quiet``
-prints nothing but errors and warnings, on stderr. It writes everything about
-a run into one folder (``--out``):
+``train`` prints one line per epoch and a summary (``--quiet``: only errors
+and warnings, on stderr) and writes the run into one folder, ``--out``
+(:data:`FILES`). ``evaluate`` recomputes the metrics of a run folder from its
+saved model and the test split (or, with ``--from-embeddings``, from
+``embeddings.npy``). ``main(["train", "--epochs", "1"])`` does the same from
+Python and returns the exit status: 0 done, 1 failed, 2 bad options.
 
-    metrics.json          retrieval metrics on the test split, the settings, per-epoch history
-    model.keras           the trained model: keras.models.load_model("model.keras")
-    embeddings.npy        test embeddings [N, D] (float32) ...
-    labels.npy            ... and their labels [N]
-    embedding.html        interactive plot of the embedding (opens offline in a browser)
-    embeddings.tsv        the same embeddings and labels for the TensorBoard
-    metadata.tsv          Embedding Projector (https://projector.tensorflow.org, "Load")
-
-``evaluate`` recomputes the metrics of a run folder, from the saved model and
-the test split (or, with ``--from-embeddings``, from ``embeddings.npy``).
-
-In Python, ``main(["train", "--epochs", "1"])`` does the same as the command
-line and returns the exit status: 0 done, 1 failed, 2 bad options.
+This module only wires options to library calls. Each option's default is the
+keyword default of the library function that uses it (:data:`LIBRARY_DEFAULTS`),
+and its names and choices come from :mod:`course_lib.options`: both read
+without importing TensorFlow, so ``--help`` answers at once.
 """
 
 from __future__ import annotations
@@ -39,9 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-# Names and choices come from course_lib.options, which imports no TensorFlow:
-# `--help` answers at once. TensorFlow is imported only when a command runs.
-from course_lib.options import DATASETS, DISTRIBUTE, LOSSES, METRICS, PROJECTIONS, SOURCES
+from course_lib.options import DATASETS, DISTRIBUTE, LOSSES, METRICS, PROJECTIONS, SOURCES, defaults_of
 from course_lib.options import STRATEGIES as MINING
 
 NUM_CLASSES = 10
@@ -59,14 +49,50 @@ LOSS_OPTIONS = {
     "--temperature": ("temperature", ("supcon", "nt-xent")),
 }
 MODEL_OPTIONS = ("--embedding-dim", "--l2-normalize")  # every loss but cross_entropy
-# An image's index as its only label (two views each) suits every loss but cross_entropy:
-# training.SELF_SUPERVISED_LOSSES, which owns the defaults of --strength and --batch-size.
-SELF_SUPERVISED_LOSSES = RANKING_LOSSES
+SELF_SUPERVISED_LOSSES = RANKING_LOSSES  # an image's index as its label suits every loss but cross_entropy
 SELF_SUPERVISED_OPTIONS = ("--strength", "--batch-size")
+PK_OPTIONS = ("--classes-per-batch", "--samples-per-class")  # batches of classes: not without labels
 
-# Enough for the README targets on 2 CPU cores: MNIST P@1 >= 0.97, Fashion-MNIST >= 0.85.
+# Where each default lives: (function, keyword), read by options.defaults_of from the source.
+TRAIN, SELF_SUPERVISED = "course_lib.training.train", "course_lib.training.train_self_supervised"
+LIBRARY_DEFAULTS = {
+    "--source": ("course_lib.data.load_dataset", "source"),
+    "--loss": (TRAIN, "loss"),
+    "--embedding-dim": ("course_lib.models.embedding_network", "embedding_dim"),
+    "--l2-normalize": ("course_lib.models.embedding_network", "l2_normalize"),
+    "--classes-per-batch": (TRAIN, "classes_per_batch"),
+    "--samples-per-class": (TRAIN, "samples_per_class"),
+    "--learning-rate": (TRAIN, "learning_rate"),
+    "--seed": (TRAIN, "seed"),
+    "--strategy": ("course_lib.distributed.make_strategy", "name"),
+    "--strength": (SELF_SUPERVISED, "strength"),
+    "--batch-size": (SELF_SUPERVISED, "batch_size"),
+    "--temperature": (SELF_SUPERVISED, "temperature"),  # without labels; else the loss's own
+    "--metric": ("course_lib.retrieval.evaluate", "metric"),  # of retrieval; the loss's is its own
+    "--projection": ("course_lib.projection.project", "method"),
+}
+# The command line's own defaults: epochs enough for the README targets on 2 CPU cores
+# (MNIST P@1 >= 0.97, Fashion-MNIST >= 0.85; held-out runs: holdout.EPOCHS).
 DEFAULT_EPOCHS = {"mnist": 5, "fashion_mnist": 10}
-MONITOR_SIZE = 2000  # test images scored after every epoch while training
+
+# Numbers checked before TensorFlow starts, so that a typo fails at once (exit status 2);
+# the library checks the loss options again at its edge, once TensorFlow runs.
+BOUNDS = {
+    "--margin": ("> 0", lambda v: v > 0),
+    "--alpha": ("between 0 and 90 degrees", lambda v: 0 < v < 90),
+    "--l2-reg": (">= 0", lambda v: v >= 0),
+    "--temperature": ("> 0", lambda v: v > 0),
+    "--embedding-dim": (">= 2", lambda v: v >= 2),
+    "--epochs": (">= 1", lambda v: v >= 1),
+    "--classes-per-batch": (f"between 2 and {NUM_CLASSES}", lambda v: 2 <= v <= NUM_CLASSES),
+    "--samples-per-class": (">= 2 (a batch needs positive pairs)", lambda v: v >= 2),
+    "--steps-per-epoch": (">= 1", lambda v: v >= 1),
+    "--learning-rate": ("> 0", lambda v: v > 0),
+    "--plot-points": (">= 10", lambda v: v >= 10),
+    "--eval-limit": (">= 20", lambda v: v >= 20),
+    "--strength": (">= 0", lambda v: v >= 0),
+    "--batch-size": (">= 2", lambda v: v >= 2),
+}
 
 FILES = {
     "metrics.json": "metrics, settings and per-epoch history",
@@ -77,6 +103,16 @@ FILES = {
     "embeddings.tsv": "for the TensorBoard Embedding Projector:",
     "metadata.tsv": "  https://projector.tensorflow.org, button Load",
 }
+
+
+def library_default(option):
+    """The default of ``option``: the keyword default of the library function that uses it."""
+    function, keyword = LIBRARY_DEFAULTS[option]
+    return defaults_of(function)[keyword]
+
+
+def default_note(option):
+    return f"(default: {library_default(option)})"
 
 
 # --------------------------------------------------------------- entry point
@@ -107,17 +143,8 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m course_lib",
         description="Train and evaluate embeddings for image retrieval (deep metric learning).",
-        epilog=(
-            "examples:\n"
-            "  python -m course_lib train --loss triplet --mining semi-hard --epochs 5\n"
-            "  python -m course_lib train --dataset mnist --loss contrastive --margin 1.0\n"
-            "  python -m course_lib train --dataset mnist --loss supcon --temperature 0.1\n"
-            "  python -m course_lib train --dataset mnist --loss nt-xent --self-supervised\n"
-            "  python -m course_lib evaluate runs/fashion_mnist-triplet-20250101-120000\n"
-            "\n"
-            "'python -m course_lib train --help' lists every training option."
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="'python -m course_lib train --help' lists every training option; README.md, "
+               "section 'Command line', shows examples.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_train_command(commands)
@@ -129,25 +156,18 @@ def build_parser():
 def add_train_command(commands):
     files = "\n".join(f"  {name:<16} {text}" for name, text in FILES.items())
     parser = commands.add_parser(
-        "train",
-        help="train an embedding network and save the run",
+        "train", help="train an embedding network and save the run",
         description="Train an embedding network on P x K batches and write the run to a folder.",
-        epilog=f"files written to --out:\n{files}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+        epilog=f"files written to --out:\n{files}", formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.set_defaults(run=run_train, check=check_train_args, parser=parser)
-
     group = parser.add_argument_group("data")
-    group.add_argument("--dataset", choices=DATASETS, default="fashion_mnist",
-                       help="dataset (default: fashion_mnist)")
-    group.add_argument("--source", choices=SOURCES, default="auto",
-                       help="bundled: the small subsets in data/; full: the complete dataset; "
-                            "auto: full when it is on this machine, else bundled (default: auto)")
+    group.add_argument("--dataset", choices=DATASETS, default="fashion_mnist", help="(default: %(default)s)")
+    group.add_argument("--source", choices=SOURCES, default=library_default("--source"),
+                       help="bundled: the subsets in data/; full: the complete dataset; auto: full when "
+                            "it is on this machine (default: %(default)s)")
     group.add_argument("--holdout-classes", type=int, nargs="+", metavar="C",
                        help="train without these classes (ids 0-9); metrics.json's \"holdout\" section then "
-                            "scores retrieval of seen and unseen classes apart (the recipe's conv features, "
-                            "cosine), beside raw pixels, the network's own output and the untrained network")
-
+                            "scores retrieval of seen and unseen classes apart (see course_lib.holdout)")
     add_loss_options(parser)
     add_self_supervised_options(parser)
     add_training_options(parser)
@@ -156,132 +176,93 @@ def add_train_command(commands):
 def add_loss_options(parser):
     group = parser.add_argument_group("loss (an option left out takes the loss's own default, "
                                       "printed when the run starts and saved in metrics.json)")
-    group.add_argument("--loss", choices=LOSSES, default="triplet",
-                       help="training loss; cross_entropy is the softmax classifier baseline, "
-                            "whose embedding is its 128-d backbone output (default: triplet)")
-    group.add_argument("--mining", choices=MINING,
-                       help="triplet loss only: which triplets of a batch count")
+    group.add_argument("--loss", choices=LOSSES, default=library_default("--loss"),
+                       help="cross_entropy: the softmax classifier baseline, embedding with its 128-d "
+                            "backbone (default: %(default)s)")
+    group.add_argument("--mining", choices=MINING, help="triplet loss only: which triplets of a batch count")
     group.add_argument("--soft", action="store_true", default=None,
-                       help="triplet loss only: soft margin softplus(D(a,p) - D(a,n)) "
-                            "instead of [D(a,p) - D(a,n) + m]+ (no --margin then)")
-    group.add_argument("--margin", type=float, metavar="M",
-                       help="margin m > 0 of the triplet and contrastive losses")
+                       help="triplet loss only: soft margin softplus(D(a,p) - D(a,n)), no --margin")
+    group.add_argument("--margin", type=float, metavar="M", help="triplet and contrastive losses: margin m")
     group.add_argument("--metric", choices=METRICS,
-                       help="distance of the triplet and contrastive losses, also used to "
-                            "score retrieval")
-    group.add_argument("--alpha", type=float, metavar="DEGREES",
-                       help="angular loss only: angle alpha in degrees, 0 < alpha < 90")
+                       help="triplet and contrastive losses: their distance, also used to score retrieval "
+                            f"{default_note('--metric')}")
+    group.add_argument("--alpha", type=float, metavar="DEGREES", help="angular loss only: angle alpha in degrees")
     group.add_argument("--l2-reg", type=float, metavar="WEIGHT",
-                       help="npairs loss only: weight >= 0 of the penalty on the embeddings' "
-                            "squared norms")
+                       help="npairs loss only: weight of the penalty on the squared norms")
     group.add_argument("--temperature", type=float, metavar="T",
-                       help="supcon and nt-xent only: temperature t > 0 of the softmax over "
-                            "similarities s/t")
-
+                       help="supcon and nt-xent only: temperature t of the softmax over similarities s/t")
 
 
 def add_self_supervised_options(parser):
-    group = parser.add_argument_group("self-supervised (class labels are not used for training, "
-                                      "only to score retrieval)")
+    group = parser.add_argument_group("self-supervised (class labels only score retrieval)")
     group.add_argument("--self-supervised", action="store_true", default=None,
-                       help="two augmented views of each training image, labelled by the image's "
-                            "index (SimCLR); --temperature defaults to 0.5; not with cross_entropy")
+                       help="two augmented views of each training image, labelled by the image's index "
+                            f"(SimCLR); --temperature defaults to {library_default('--temperature')}; "
+                            "not with cross_entropy")
     group.add_argument("--strength", type=float, metavar="S",
-                       help="augmentation strength of the views: rotation, shift, erasing, noise "
-                            "(default: 0.7)")
+                       help=f"augmentation strength: rotation, shift, erasing, noise {default_note('--strength')}")
     group.add_argument("--batch-size", type=int, metavar="B",
-                       help="images per batch, 2 views each (default: 256)")
+                       help=f"images per batch, 2 views each {default_note('--batch-size')}")
 
 
 def add_training_options(parser):
     group = parser.add_argument_group("model")
     group.add_argument("--embedding-dim", type=int, metavar="D",
-                       help="size D of the embedding, at least 2 (default: 64)")
+                       help=f"size D of the embedding {default_note('--embedding-dim')}")
     group.add_argument("--l2-normalize", action=argparse.BooleanOptionalAction,
-                       help="put every embedding on the unit sphere; --no-l2-normalize keeps "
-                            "the raw projection (default: normalize)")
-
+                       help=f"put every embedding on the unit sphere {default_note('--l2-normalize')}")
     group = parser.add_argument_group("training")
-    group.add_argument("--epochs", type=int, default=None, metavar="N",
-                       help="number of epochs (default: 5 for mnist, 10 for fashion_mnist)")
-    group.add_argument("--classes-per-batch", type=int, default=8, metavar="P",
-                       help=f"P, classes in each batch, 2 to {NUM_CLASSES} (default: 8)")
-    group.add_argument("--samples-per-class", type=int, default=8, metavar="K",
-                       help="K, images of each class in each batch, at least 2 (default: 8)")
+    from course_lib.holdout import EPOCHS  # no TensorFlow
+
+    group.add_argument("--epochs", type=int, metavar="N",
+                       help=f"(default: {EPOCHS} with --holdout-classes, else "
+                            + ", ".join(f"{n} for {name}" for name, n in DEFAULT_EPOCHS.items()) + ")")
+    group.add_argument("--classes-per-batch", type=int, metavar="P",
+                       help=f"P, classes in each batch {default_note('--classes-per-batch')}")
+    group.add_argument("--samples-per-class", type=int, metavar="K",
+                       help=f"K, images of each class in each batch {default_note('--samples-per-class')}")
     group.add_argument("--steps-per-epoch", type=int, metavar="N",
                        help="batches per epoch (default: one pass over the training images)")
-    group.add_argument("--learning-rate", type=float, default=1e-3, metavar="LR",
-                       help="Adam's learning rate (default: 0.001)")
-    group.add_argument("--seed", type=int, default=0, metavar="N",
-                       help="seed of the weights, the batches and the plot (default: 0)")
-    group.add_argument("--strategy", choices=DISTRIBUTE, default="default",
-                       help="default: one device; mirrored: every local GPU; multi-worker: every "
-                            "machine named in the environment variable TF_CONFIG, same command on "
-                            "each, worker 0 writes --out (default: default)")
-
+    group.add_argument("--learning-rate", type=float, default=library_default("--learning-rate"), metavar="LR",
+                       help="Adam's learning rate (default: %(default)s)")
+    group.add_argument("--seed", type=int, default=library_default("--seed"), metavar="N",
+                       help="seed of the weights, the batches and the plot (default: %(default)s)")
+    group.add_argument("--strategy", choices=DISTRIBUTE, default=library_default("--strategy"),
+                       help="mirrored: every local GPU; multi-worker: every machine in TF_CONFIG, same "
+                            "command on each, worker 0 writes --out (default: %(default)s)")
     group = parser.add_argument_group("output")
-    group.add_argument("--out", metavar="DIR",
-                       help="folder for the run's files "
-                            "(default: runs/<dataset>-<loss>-<date>-<time>)")
-    group.add_argument("--projection", choices=PROJECTIONS, default="pca",
-                       help="how embedding.html projects the embedding to 2-D: pca (fast) or "
-                            "umap (clearer clusters, ~10 s more) (default: pca)")
+    group.add_argument("--out", metavar="DIR", help="(default: runs/<dataset>-<loss>-<date>-<time>)")
+    group.add_argument("--projection", choices=PROJECTIONS, default=library_default("--projection"),
+                       help="2-D view of embedding.html; umap: clearer clusters, ~10 s more (default: %(default)s)")
     group.add_argument("--plot-points", type=int, default=2000, metavar="N",
-                       help="test images shown in embedding.html (default: 2000)")
+                       help="test images shown in embedding.html (default: %(default)s)")
     group.add_argument("--eval-limit", type=int, metavar="N",
-                       help="score a random subset of N test images, for quick trials "
-                            "(default: the whole test split)")
-    group.add_argument("--quiet", action="store_true",
-                       help="print nothing but errors and warnings (on stderr), for scripts")
+                       help="score a random subset of N test images (default: the whole test split)")
+    group.add_argument("--quiet", action="store_true", help="print only errors and warnings, on stderr")
 
 
 def check_train_args(args):
     """The first problem with the ``train`` options, as a message; None when they are fine."""
-    if args.margin is not None and not args.margin > 0:
-        return "--margin must be > 0"
-    if args.alpha is not None and not 0 < args.alpha < 90:
-        return "--alpha must be between 0 and 90 degrees"
-    if args.l2_reg is not None and not args.l2_reg >= 0:
-        return "--l2-reg must be >= 0"
-    if args.temperature is not None and not args.temperature > 0:
-        return "--temperature must be > 0"
-    if args.embedding_dim is not None and args.embedding_dim < 2:
-        return "--embedding-dim must be >= 2"
-    if args.epochs is not None and args.epochs < 1:
-        return "--epochs must be >= 1"
-    if not 2 <= args.classes_per_batch <= NUM_CLASSES:
-        return f"--classes-per-batch must be between 2 and {NUM_CLASSES}"
-    if args.samples_per_class < 2:
-        return "--samples-per-class must be >= 2 (a batch needs positive pairs)"
-    if args.steps_per_epoch is not None and args.steps_per_epoch < 1:
-        return "--steps-per-epoch must be >= 1"
-    if not args.learning_rate > 0:
-        return "--learning-rate must be > 0"
-    if args.plot_points < 10:
-        return "--plot-points must be >= 10"
-    if args.eval_limit is not None and args.eval_limit < 20:
-        return "--eval-limit must be >= 20"
+    for option, (expected, holds) in BOUNDS.items():
+        if given(args, option) is not None and not holds(given(args, option)):
+            return f"{option} must be {expected}"
     if args.holdout_classes is not None:
         problem = check_holdout_args(args)
         if problem:
             return problem
-    if args.strength is not None and not args.strength >= 0:
-        return "--strength must be >= 0"
-    if args.batch_size is not None and args.batch_size < 2:
-        return "--batch-size must be >= 2"
     applies = {option: losses for option, (_, losses) in LOSS_OPTIONS.items()}
     applies.update(dict.fromkeys(MODEL_OPTIONS, RANKING_LOSSES))
     applies["--self-supervised"] = SELF_SUPERVISED_LOSSES
     for option, losses in applies.items():
-        if _given(args, option) is not None and args.loss not in losses:
+        if given(args, option) is not None and args.loss not in losses:
             return f"{option} applies to --loss {' or '.join(losses)}, not to --loss {args.loss}"
     for option in SELF_SUPERVISED_OPTIONS:
-        if _given(args, option) is not None and not args.self_supervised:
+        if given(args, option) is not None and not args.self_supervised:
             return f"{option} applies to --self-supervised runs only"
-    for option in ("--classes-per-batch", "--samples-per-class"):  # P x K: class labels
-        if args.self_supervised and _given(args, option) != args.parser.get_default(option[2:].replace("-", "_")):
+    for option in PK_OPTIONS:
+        if given(args, option) is not None and args.self_supervised:
             return f"{option} does not apply to --self-supervised runs (their batches: --batch-size)"
-    if args.self_supervised and getattr(args, "strategy", "default") != "default":
+    if args.self_supervised and args.strategy != library_default("--strategy"):
         return "--strategy applies to P x K runs: --self-supervised trains on one device"
     if args.soft and args.margin is not None:
         return "--margin has no effect with --soft (the soft margin has none): give one of them"
@@ -289,31 +270,21 @@ def check_train_args(args):
 
 
 def check_holdout_args(args):
-    """The problem with --holdout-classes (ids, repeats, classes left for P x K batches), or None."""
-    classes = args.holdout_classes
-    unknown = [c for c in classes if not 0 <= c < NUM_CLASSES]
-    if unknown:
-        return f"--holdout-classes: {unknown[0]} is not a class id (0 to {NUM_CLASSES - 1})"
-    if len(set(classes)) != len(classes):
-        return "--holdout-classes names a class twice"
-    left = NUM_CLASSES - len(classes)
-    if left < 2:
-        return f"--holdout-classes leaves {left} class(es) to train on; at least 2 must stay"
-    given_p = args.classes_per_batch != args.parser.get_default("classes_per_batch")
-    if not args.self_supervised and given_p and args.classes_per_batch > left:
+    """The problem with --holdout-classes (the library's check), or with P for the classes left; or None."""
+    from course_lib.holdout import check_holdout_classes  # no TensorFlow
+
+    try:
+        left = NUM_CLASSES - len(check_holdout_classes(args.holdout_classes, NUM_CLASSES))
+    except ValueError as error:
+        return str(error).replace("holdout_classes", "--holdout-classes", 1)
+    if not args.self_supervised and (args.classes_per_batch or 0) > left:
         return (f"--classes-per-batch {args.classes_per_batch} but --holdout-classes leaves "
                 f"{left} classes to train on")
     return None
 
 
-def classes_per_batch(args):
-    """P: --classes-per-batch, at most the classes left to train on when none is given."""
-    if args.holdout_classes is None or args.classes_per_batch != args.parser.get_default("classes_per_batch"):
-        return args.classes_per_batch
-    return min(args.classes_per_batch, NUM_CLASSES - len(args.holdout_classes))
-
-
-def _given(args, option):
+def given(args, option):
+    """The value of ``option`` on the command line; None when it was left out (most options)."""
     return getattr(args, option[2:].replace("-", "_"))
 
 
@@ -322,7 +293,7 @@ def loss_options(args):
 
     Only the options the command line has a flag for; the triplet loss's
     margin is left out with --soft (which ignores it), and so is soft=False.
-    With --self-supervised, the label-free defaults (temperature 0.5).
+    With --self-supervised, train_self_supervised's defaults (its temperature).
     """
     if args.loss == "cross_entropy":
         return {}
@@ -331,8 +302,8 @@ def loss_options(args):
 
     options = self_supervised_defaults(args.loss) if args.self_supervised else defaults(args.loss)
     for option, (keyword, losses) in LOSS_OPTIONS.items():
-        if args.loss in losses and _given(args, option) is not None:
-            options[keyword] = _given(args, option)
+        if args.loss in losses and given(args, option) is not None:
+            options[keyword] = given(args, option)
     if args.loss == "triplet":
         options.pop("margin" if options["soft"] else "soft")
     flags = {keyword for keyword, _ in LOSS_OPTIONS.values()}
@@ -341,34 +312,40 @@ def loss_options(args):
 
 def train_settings(args):
     """Every setting of a run, defaults filled in: saved in metrics.json."""
-    from course_lib.models import embedding_network
-    from course_lib.options import defaults_of
-    from course_lib.retrieval import evaluate
-
     ranking = args.loss != "cross_entropy"
-    model_defaults = defaults_of(embedding_network)
+
+    def value(option):  # the option given, else the library's default
+        return library_default(option) if given(args, option) is None else given(args, option)
+
     return {
         "dataset": args.dataset,
         "source": args.source,
         "loss": args.loss,
         "loss_options": loss_options(args),
-        "embedding_dim": (args.embedding_dim or model_defaults["embedding_dim"]) if ranking else 128,  # backbone
-        "l2_normalize": ((model_defaults["l2_normalize"] if args.l2_normalize is None else args.l2_normalize)
-                         if ranking else False),
+        "embedding_dim": value("--embedding-dim") if ranking else 128,  # the classifier's backbone
+        "l2_normalize": value("--l2-normalize") if ranking else False,
         "epochs": args.epochs or default_epochs(args),
         "classes_per_batch": classes_per_batch(args),
-        "samples_per_class": args.samples_per_class,
+        "samples_per_class": value("--samples-per-class"),
         "steps_per_epoch": args.steps_per_epoch,
         "learning_rate": args.learning_rate,
         "seed": args.seed,
         "strategy": args.strategy,
-        **self_supervised_settings(args),
-        "metric": args.metric or defaults_of(evaluate)["metric"],  # the distance that scores retrieval
+        **self_supervised_settings(args, value),
+        "metric": value("--metric"),  # the distance that scores retrieval
         "eval_limit": args.eval_limit,
         **holdout_settings(args),
         "projection": args.projection,
         "plot_points": args.plot_points,
     }
+
+
+def classes_per_batch(args):
+    """P: --classes-per-batch, else the library's default, at most the classes left to train on."""
+    if args.classes_per_batch is not None:
+        return args.classes_per_batch
+    left = NUM_CLASSES - len(args.holdout_classes or ())
+    return min(library_default("--classes-per-batch"), left)
 
 
 def default_epochs(args):
@@ -384,27 +361,20 @@ def holdout_settings(args):
     """``holdout_classes`` (None without --holdout-classes) and the features and distance the report scores."""
     if not args.holdout_classes:
         return {"holdout_classes": None}
-    from course_lib.holdout import holdout_embeddings, holdout_report
-    from course_lib.options import defaults_of
-
     return {"holdout_classes": sorted(args.holdout_classes),
-            "holdout_features": defaults_of(holdout_embeddings)["features"],
-            "holdout_metric": defaults_of(holdout_report)["metric"]}
+            "holdout_features": defaults_of("course_lib.holdout.holdout_embeddings")["features"],
+            "holdout_metric": defaults_of("course_lib.holdout.holdout_report")["metric"]}
 
 
-def self_supervised_settings(args):
+def self_supervised_settings(args, value):
     """``self_supervised``; with it the views' ``batch_size`` and ``augmentation``, and no P x K."""
     if not args.self_supervised:
         return {"self_supervised": False}
     from course_lib.augment import AUGMENT_DEFAULTS
-    from course_lib.options import defaults_of
-    from course_lib.training import train_self_supervised
 
-    defaults = defaults_of(train_self_supervised)
-    strength = defaults["strength"] if args.strength is None else args.strength
     return {"self_supervised": True, "classes_per_batch": None, "samples_per_class": None,
-            "batch_size": args.batch_size or defaults["batch_size"],
-            "augmentation": {"strength": strength, **AUGMENT_DEFAULTS}}
+            "batch_size": value("--batch-size"),
+            "augmentation": {"strength": value("--strength"), **AUGMENT_DEFAULTS}}
 
 
 # ------------------------------------------------------------ train: the run
@@ -429,7 +399,7 @@ def run_train(args):
     model, history = train_model(settings, train_images, train_labels, test_images, test_labels, strategy)
     seconds = time.perf_counter() - start
     embeddings = training.embed(models.embedding_model(model), test_images)
-    metrics = json_metrics(retrieval.evaluate(embeddings, test_labels, metric=settings["metric"]))
+    metrics = retrieval.evaluate(embeddings, test_labels, metric=settings["metric"])
     print(f"\nTrained in {seconds:.1f} s ({time.process_time() - cpu_start:.1f} s of CPU). "
           f"Retrieval on {len(test_labels):,} test images, {settings['metric']} distance:")
     print(metrics_table(metrics))
@@ -444,15 +414,14 @@ def run_train(args):
     record = {**metrics, "seconds": round(seconds, 3), "settings": settings, "data": sources,
               "history": history.to_dict()["records"], "collapse": history.collapse}
     if settings["holdout_classes"]:
-        record["holdout"] = holdout_section(settings, model, test_images, test_labels)
-        print(holdout_table(record["holdout"]))
+        record["holdout"] = holdout.holdout_section(settings, model, test_images, test_labels)
+        print(holdout.holdout_table(record["holdout"]))
     if not distributed.is_chief(strategy):  # same weights as the chief's: nothing to add
         resolver = strategy.cluster_resolver
         print(f"\n{resolver.task_type} {resolver.task_id} is not the chief: the chief writes the files.")
         return 0
     save_run(out, model, embeddings, test_labels, record)
-    write_plots(out, embeddings, test_labels, test_images, settings, metrics,
-                data.class_names(args.dataset))
+    write_plots(out, embeddings, test_labels, test_images, settings, metrics, data.class_names(args.dataset))
     print(f"\nFiles in {out}/:")
     for name, text in FILES.items():
         print(f"  {name:<16} {text}")
@@ -460,66 +429,26 @@ def run_train(args):
     return 0
 
 
-def holdout_section(settings, model, images, labels):
-    """metrics.json's "holdout": seen- and unseen-class queries against a gallery of every class.
-
-    The trained ``model``'s settings["holdout_features"] (the recipe), the raw
-    pixels, the model's own output ("projection", settings["metric"]) and the
-    same network rebuilt with the run's seed, untrained ("untrained"):
-    :func:`course_lib.holdout.network_report`.
-    """
-    from course_lib import holdout
-
-    report = holdout.network_report(model, build_model(settings), images, labels, settings["holdout_classes"],
-                                    settings["holdout_features"], settings["holdout_metric"], settings["metric"])
-    section = {"classes": report["classes"], "seen": json_metrics(report["seen"]),
-               "unseen": json_metrics(report["unseen"])}
-    for row in ("pixels", "projection", "untrained"):
-        section[row] = {group: json_metrics(report[row][group]) for group in ("seen", "unseen")}
-    return section
-
-
-def holdout_rows(section):
-    """(name, {"seen": ..., "unseen": ...}) of the holdout section's rows, the recipe first."""
-    rows = [("trained", section), ("projection", section.get("projection")),
-            ("untrained", section.get("untrained")), ("pixels", section["pixels"])]
-    return [(name, scores) for name, scores in rows if scores is not None]  # runs saved before both rows
-
-
-def holdout_table(section):
-    """MAP@R and precision@1 of seen and unseen queries: trained, projection, untrained, pixels."""
-    lines = [f"\nHeld-out classes {section['classes']} (never trained on): queries of the test split's "
-             f"first half against its second half (every class)",
-             f"  {'features':<11} {'MAP@R seen':>10} {'unseen':>8} {'P@1 seen':>9} {'unseen':>8}"]
-    for name, scores in holdout_rows(section):
-        seen, unseen = scores["seen"], scores["unseen"]
-        lines.append(f"  {name:<11} {seen['map_at_r']:>10.4f} {unseen['map_at_r']:>8.4f} "
-                     f"{seen['precision_at_1']:>9.4f} {unseen['precision_at_1']:>8.4f}")
-    lines.append("  (trained: the recipe's features and distance; projection: the network's output; untrained: "
-                 "the recipe's features before training, same seed; pixels: raw, euclidean)")
-    return "\n".join(lines)
-
-
 def train_model(settings, train_images, train_labels, test_images, test_labels, strategy=None):
     """A fresh model trained with ``settings``, and its History (printed as a table, row by row).
 
     ``strategy``: a ``tf.distribute`` strategy (:func:`course_lib.distributed.make_strategy`),
-    whose scope builds the model; None for one device.
+    whose scope builds the model; None for one device. After every epoch,
+    training.train scores its default ``eval_size`` test images.
     """
     import tensorflow as tf
 
     from course_lib import training
     from course_lib.data import pick_subset
+    from course_lib.holdout import build_model
 
-    seed = settings["seed"]
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         model = build_model(settings)
-    monitor = pick_subset(len(test_labels), MONITOR_SIZE, seed)
+    monitor = pick_subset(len(test_labels), defaults_of(training.train)["eval_size"], settings["seed"])
     common = dict(
         loss=settings["loss"], loss_options=settings["loss_options"], eval_images=test_images[monitor],
-        eval_labels=test_labels[monitor], eval_size=MONITOR_SIZE, progress=False,
-        on_epoch=lambda record: print(epoch_row(record), flush=True),
+        eval_labels=test_labels[monitor], progress=False, on_epoch=lambda record: print(epoch_row(record), flush=True),
         **{key: settings[key] for key in ("epochs", "steps_per_epoch", "learning_rate", "seed")},
     )
     print(EPOCH_HEADER, flush=True)
@@ -535,15 +464,6 @@ def train_model(settings, train_images, train_labels, test_images, test_labels, 
                 samples_per_class=settings["samples_per_class"], strategy=strategy, **common)
     print(epoch_note(len(monitor)))
     return model, history
-
-
-def build_model(settings):
-    """The run's network before training: the same weights for the same settings["seed"]."""
-    from course_lib import models
-
-    if settings["loss"] == "cross_entropy":
-        return models.classifier_network(num_classes=NUM_CLASSES, seed=settings["seed"])
-    return models.embedding_network(settings["embedding_dim"], settings["l2_normalize"], seed=settings["seed"])
 
 
 def save_run(out, model, embeddings, labels, record):
@@ -590,8 +510,7 @@ def write_plots(out, embeddings, labels, images, settings, metrics, class_names)
     note = " (its first call compiles code: ~10 s or more)" if method == "UMAP" else ""
     print(f"\nProjecting {len(shown):,} test embeddings to 2-D with {method}{note} ...", flush=True)
     coords = projection.project(embeddings[shown], settings["projection"], seed=settings["seed"])
-    title = (f"{settings['dataset']} test embeddings, {settings['loss']} loss, "
-             f"{method} ({len(shown):,} points), "
+    title = (f"{settings['dataset']} test embeddings, {settings['loss']} loss, {method} ({len(shown):,} points), "
              f"precision@1 {metrics['precision_at_1']:.3f}")
     fig = projection.embedding_figure(coords, labels[shown], class_names, title=title)
     projection.write_html(fig, out / "embedding.html", images=images[shown])
@@ -601,16 +520,13 @@ def write_plots(out, embeddings, labels, images, settings, metrics, class_names)
 # ------------------------------------------------------------------ evaluate
 def add_evaluate_command(commands):
     parser = commands.add_parser(
-        "evaluate",
-        help="recompute the metrics of a saved run",
+        "evaluate", help="recompute the metrics of a saved run",
         description="Recompute the retrieval metrics of a run folder written by `train`, "
-                    "from its model.keras and the test split.",
-    )
+                    "from its model.keras and the test split.")
     parser.set_defaults(run=run_evaluate, check=check_evaluate_args, parser=parser)
     parser.add_argument("run_dir", metavar="DIR", help="folder written by `train` (its --out)")
     parser.add_argument("--from-embeddings", action="store_true",
-                        help="score the saved embeddings.npy and labels.npy instead: "
-                             "no model, no dataset needed")
+                        help="score the saved embeddings.npy and labels.npy instead: no model, no dataset needed")
 
 
 def check_evaluate_args(args):
@@ -629,6 +545,8 @@ def check_evaluate_args(args):
 
 def run_evaluate(args):
     """Recompute and print the metrics of a run, beside the ones in metrics.json."""
+    from course_lib.holdout import holdout_table
+
     run_dir = Path(args.run_dir)
     saved = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     metrics = recompute_metrics(run_dir, args.from_embeddings)
@@ -642,37 +560,25 @@ def run_evaluate(args):
 
 
 def recompute_metrics(run_dir, from_embeddings=False):
-    """The retrieval metrics of a run folder, recomputed (as metrics.json stores them).
+    """The retrieval metrics of a run folder, recomputed: retrieval.evaluate's dict (and "holdout").
 
     From the saved model and the run's test images, or with
     ``from_embeddings=True`` from the saved embeddings.npy and labels.npy.
     """
-    from course_lib import retrieval
+    from course_lib import holdout, retrieval
 
     run_dir = Path(run_dir)
     saved = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    settings = saved["settings"]
+    settings, source = saved["settings"], saved["data"]["test_source"]
     if from_embeddings:
-        embeddings = np.load(run_dir / "embeddings.npy")
-        labels = np.load(run_dir / "labels.npy")
+        embeddings, labels = np.load(run_dir / "embeddings.npy"), np.load(run_dir / "labels.npy")
     else:
-        embeddings, labels = embed_test_split(run_dir, settings, saved["data"]["test_source"])
-    metrics = json_metrics(retrieval.evaluate(embeddings, labels, metric=settings["metric"]))
+        images, labels = test_split(settings, source)
+        embeddings = embed_saved_model(run_dir, images)
+    metrics = retrieval.evaluate(embeddings, labels, metric=settings["metric"])
     if settings.get("holdout_classes"):  # the model's features and the pixels of the test images
-        metrics["holdout"] = recompute_holdout(run_dir, settings, saved["data"]["test_source"])
+        metrics["holdout"] = holdout.recompute_holdout(run_dir, settings, *test_split(settings, source))
     return metrics
-
-
-def recompute_holdout(run_dir, settings, source):
-    """The "holdout" section of a run, from its model.keras and test split."""
-    import keras
-
-    if not (run_dir / "model.keras").is_file():
-        raise FileNotFoundError(f"{run_dir} has no model.keras: the holdout section scores the "
-                                f"model's {settings['holdout_features']!r} features, not embeddings.npy")
-    images, labels = test_split(settings, source)
-    model = keras.models.load_model(run_dir / "model.keras")
-    return holdout_section(settings, model, images, labels)  # "untrained": rebuilt from the saved seed
 
 
 def test_split(settings, source):
@@ -684,24 +590,16 @@ def test_split(settings, source):
     return images[keep], labels[keep]
 
 
-def embed_test_split(run_dir, settings, source):
-    """Embeddings and labels of the run's test images, from its saved model."""
+def embed_saved_model(run_dir, images):
+    """Embeddings of ``images`` by a run's saved model.keras."""
     import keras
 
     from course_lib import models, training
 
-    images, labels = test_split(settings, source)
-    model = keras.models.load_model(run_dir / "model.keras")
-    embeddings = training.embed(models.embedding_model(model), images)
-    return embeddings, labels
+    return training.embed(models.embedding_model(keras.models.load_model(run_dir / "model.keras")), images)
 
 
 # ------------------------------------------------------------------ printing
-def json_metrics(metrics):
-    """The dict of retrieval.evaluate as metrics.json stores it (recall@k keys as strings)."""
-    return {**metrics, "recall_at_k": {str(k): v for k, v in metrics["recall_at_k"].items()}}
-
-
 def metric_rows(metrics):
     """(name, value) pairs of a metrics dict, in the order the table shows them."""
     rows = [("precision@1", metrics["precision_at_1"])]

@@ -54,6 +54,7 @@ not recipe - pixels.
 from __future__ import annotations
 
 import numbers
+from pathlib import Path
 
 import numpy as np
 
@@ -61,7 +62,8 @@ from course_lib import retrieval
 
 __all__ = [
     "EPOCHS", "check_holdout_classes", "seen_only", "pixel_embeddings", "query_gallery_split",
-    "seen_unseen_metrics", "holdout_report", "holdout_embeddings", "network_report",
+    "seen_unseen_metrics", "holdout_report", "holdout_embeddings", "network_report", "build_model",
+    "holdout_section", "holdout_table", "recompute_holdout",
 ]
 
 #: Training epochs of the recipe (``train --holdout-classes`` without ``--epochs``).
@@ -208,3 +210,58 @@ def network_report(model, untrained, images, labels, holdout_classes, features, 
         report["untrained"] = seen_unseen_metrics(holdout_embeddings(untrained, images, features), labels,
                                                   classes, is_query, metric=metric)
     return report
+
+
+# ------------------------------------------------------- a command-line run
+# ``settings``: the "settings" of a run's metrics.json (course_lib.cli.train_settings).
+def build_model(settings):
+    """The run's network before training: the same weights for the same settings["seed"].
+
+    The command line trains this network, and :func:`holdout_section` rebuilds
+    it untrained from the saved settings: the "untrained" row is its twin.
+    """
+    from course_lib import models
+
+    if settings["loss"] == "cross_entropy":
+        return models.classifier_network(seed=settings["seed"])
+    return models.embedding_network(settings["embedding_dim"], settings["l2_normalize"], seed=settings["seed"])
+
+
+def holdout_section(settings, model, images, labels):
+    """metrics.json's "holdout": :func:`network_report` of a run's trained ``model`` on its test items.
+
+    settings["holdout_features"] and settings["holdout_metric"] (the recipe),
+    the raw pixels, the model's own output with settings["metric"]
+    ("projection"), and :func:`build_model`'s untrained twin ("untrained").
+    """
+    return network_report(model, build_model(settings), images, labels, settings["holdout_classes"],
+                          settings["holdout_features"], settings["holdout_metric"], settings["metric"])
+
+
+def holdout_table(section):
+    """MAP@R and precision@1 of seen and unseen queries, as text: trained, projection, untrained, pixels."""
+    lines = [f"\nHeld-out classes {section['classes']} (never trained on): queries of the test split's "
+             f"first half against its second half (every class)",
+             f"  {'features':<11} {'MAP@R seen':>10} {'unseen':>8} {'P@1 seen':>9} {'unseen':>8}"]
+    rows = [("trained", section), *((name, section.get(name)) for name in ("projection", "untrained", "pixels"))]
+    for name, scores in rows:
+        if scores is None:  # runs saved before that row existed
+            continue
+        seen, unseen = scores["seen"], scores["unseen"]
+        lines.append(f"  {name:<11} {seen['map_at_r']:>10.4f} {unseen['map_at_r']:>8.4f} "
+                     f"{seen['precision_at_1']:>9.4f} {unseen['precision_at_1']:>8.4f}")
+    lines.append("  (trained: the recipe's features and distance; projection: the network's output; untrained: "
+                 "the recipe's features before training, same seed; pixels: raw, euclidean)")
+    return "\n".join(lines)
+
+
+def recompute_holdout(run_dir, settings, images, labels):
+    """The "holdout" section of a saved run: its model.keras on its test ``images`` (the untrained
+    twin rebuilt from the saved seed)."""
+    import keras
+
+    path = Path(run_dir) / "model.keras"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} has no model.keras: the holdout section scores the "
+                                f"model's {settings['holdout_features']!r} features, not embeddings.npy")
+    return holdout_section(settings, keras.models.load_model(path), images, labels)

@@ -7,6 +7,7 @@ TensorFlow start); one runs the real ``python -m course_lib --help``.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import math
@@ -57,9 +58,46 @@ def test_option_lists_match_the_library():
 
 
 def test_importing_the_cli_does_not_start_tensorflow():
-    code = "import sys, course_lib.cli; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    code = ("import contextlib, io, sys, course_lib.cli as cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()): cli.main(['train', '--help'])\n"
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.split() == ["False", "False"], result.stderr
+
+
+def library_function(dotted_name):
+    module, _, name = dotted_name.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def test_every_default_shown_and_used_is_the_library_functions():
+    """A library default changed: the help and the run follow it (a default copied into the CLI fails here)."""
+    train = cli.build_parser()._subparsers._group_actions[0].choices["train"]
+    actions = {option: action for action in train._actions for option in action.option_strings}
+    settings = cli.train_settings(train.parse_args([]))
+    unlabelled = cli.train_settings(train.parse_args(["--loss", "nt-xent", "--self-supervised"]))
+    setting = {"--source": settings["source"], "--loss": settings["loss"], "--strategy": settings["strategy"],
+               "--embedding-dim": settings["embedding_dim"], "--l2-normalize": settings["l2_normalize"],
+               "--classes-per-batch": settings["classes_per_batch"], "--seed": settings["seed"],
+               "--samples-per-class": settings["samples_per_class"], "--metric": settings["metric"],
+               "--learning-rate": settings["learning_rate"], "--projection": settings["projection"],
+               "--strength": unlabelled["augmentation"]["strength"], "--batch-size": unlabelled["batch_size"],
+               "--temperature": unlabelled["loss_options"]["temperature"]}
+    assert set(setting) == set(cli.LIBRARY_DEFAULTS)
+    for option, (function, keyword) in cli.LIBRARY_DEFAULTS.items():
+        value = options.defaults_of(library_function(function))[keyword]
+        assert cli.library_default(option) == setting[option] == value, option
+        shown = actions["--self-supervised" if option == "--temperature" else option]
+        help_text = " ".join((shown.help % vars(shown)).split())
+        assert (f"--temperature defaults to {value};" if option == "--temperature"
+                else f"(default: {value})") in help_text, option
+
+
+def test_defaults_of_reads_the_source_like_the_signature():
+    for name in {function for function, _ in cli.LIBRARY_DEFAULTS.values()} | {"course_lib.losses.triplet_loss"}:
+        assert options.defaults_of(name) == options.defaults_of(library_function(name)), name
+    with pytest.raises(ValueError, match="dotted name"):
+        options.defaults_of("course_lib.training.no_such_function")
 
 
 def test_train_help_mentions_every_option():

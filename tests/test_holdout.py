@@ -196,13 +196,13 @@ def test_build_model_gives_the_same_untrained_weights_for_the_same_seed():
     args = cli.build_parser().parse_args(["train", "--dataset", "mnist", "--holdout-classes", "8", "9",
                                           "--seed", "3"])
     settings = cli.train_settings(args)
-    first = cli.build_model(settings).get_weights()
+    first = holdout.build_model(settings).get_weights()
     np.random.default_rng().random(5)  # unrelated random draws in between change nothing
     import keras
     keras.random.normal((3,))
-    again = cli.build_model(settings).get_weights()
+    again = holdout.build_model(settings).get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
-    other = cli.build_model({**settings, "seed": 4}).get_weights()
+    other = holdout.build_model({**settings, "seed": 4}).get_weights()
     assert not np.array_equal(first[0], other[0])
 
 

@@ -200,3 +200,24 @@ def test_train_works_under_a_distribution_strategy_scope(mnist_small):
         model = models.embedding_network(8, seed=0)
     history = training.train(model, x, y, epochs=1, steps_per_epoch=3, strategy=strategy, progress=False)
     assert np.isfinite(history["loss"][0])
+
+
+# ------------------------------------------------------ train without labels
+@pytest.mark.parametrize("loss, kwargs, temperature", [
+    ("nt-xent", {}, 0.5),  # train_self_supervised's own default, not the loss's 0.1
+    ("supcon", {"temperature": 0.3}, 0.3),
+    ("nt-xent", {"temperature": 0.3, "loss_options": {"temperature": 0.2}}, 0.2),  # loss_options win
+    ("contrastive", {"temperature": 0.3}, None),  # a loss without a temperature ignores it
+])
+def test_self_supervised_temperature_has_one_default(mnist_small, loss, kwargs, temperature):
+    from course_lib.options import defaults_of
+
+    owner = defaults_of(training.train_self_supervised)["temperature"]
+    assert training.self_supervised_defaults("nt-xent") == {"temperature": owner} == {"temperature": 0.5}
+    assert training.SELF_SUPERVISED_LOSS_DEFAULTS == {"temperature": owner}  # read from the owner
+    x = mnist_small[0][:64]
+    history = training.train_self_supervised(models.embedding_network(8, width=4, seed=0), x, loss=loss,
+                                             batch_size=16, epochs=1, steps_per_epoch=1, progress=False, **kwargs)
+    assert history.options.get("temperature") == temperature
+    assert history.options == {**losses.defaults(loss), **({"temperature": temperature} if temperature else {})}
+    assert np.isfinite(history["loss"][0])
