@@ -38,12 +38,12 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from benchmarks._bench import machine, timed, write_json  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "claims.json")
 MINERS = ("random", "all", "semi-hard", "hard")
@@ -74,12 +74,6 @@ def record(run, wall, cpu):
         "collapse": h.collapse,
         "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
     }
-
-
-def timed(function, *args, **kwargs):
-    wall, cpu = time.perf_counter(), time.process_time()
-    run = function(*args, **kwargs)
-    return run, time.perf_counter() - wall, time.process_time() - cpu
 
 
 def miners(data, seed, done, save):
@@ -157,13 +151,11 @@ def main(argv=None):
         if command not in commands:
             commands.append(command)
         results.update(
-            date=datetime.date.today().isoformat(), machine=f"{platform.machine()}, {os.cpu_count()} cores",
+            date=datetime.date.today().isoformat(), machine=machine(),
             cpu_seconds_total=round(sum(r["cpu_seconds"] for r in runs.values()), 1),
             wall_seconds_total=round(sum(r["wall_seconds"] for r in runs.values()), 1),
         )
-        os.makedirs(os.path.dirname(args.out), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=1, sort_keys=True)
+        write_json(args.out, results, sort_keys=True)
         print(f"{key:45s} P@1 {value['final']['precision_at_1']:.3f}  MAP@R {value['final']['map_at_r']:.3f}  "
               f"{'COLLAPSED ' if value['collapse'] else ''}{value['wall_seconds']:.0f} s wall, "
               f"{value['cpu_seconds']:.0f} s CPU", flush=True)

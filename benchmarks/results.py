@@ -3,6 +3,8 @@
     python benchmarks/results.py                       # the committed table (about an hour on 2 cores)
     python benchmarks/results.py --smoke --out /tmp/r  # a small slice that proves the script works
     python benchmarks/results.py --datasets mnist --configs supcon triplet-semi-hard --seeds 0 1
+    python benchmarks/results.py --splits              # the recipe on 7 held-out splits (lesson 06)
+    python benchmarks/results.py --splits "mnist 2 5 7" --smoke --out /tmp/s
 
 Every trained row is a real ``python -m course_lib train`` run (called in this
 process through ``course_lib.cli.main``, so TensorFlow starts once), with the
@@ -25,27 +27,27 @@ For each (dataset, configuration, split) the table gives mean +- std over the
 seeds (std: the sample standard deviation, ddof = 1) of P@1, R-precision and
 MAP@R, and the training seconds. Writes ``results.json`` (every run's values,
 the summaries and the settings) and ``results.md`` into ``--out``.
+
+``--splits``: the other table, the held-out-class recipe (every option at the
+CLI's default) on several splits of the classes (see ``benchmarks/_splits.py``),
+written to ``holdout_splits.json`` and ``holdout_splits.md``. Both tables share
+the runner, the statistics and the writer (``benchmarks/_bench.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime
 import json
-import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from benchmarks import _bench, _splits  # noqa: E402
 from course_lib.options import STRATEGIES  # noqa: E402  (imports no TensorFlow)
 
 METRICS = {"P@1": "precision_at_1", "R-precision": "r_precision", "MAP@R": "map_at_r"}
@@ -96,43 +98,6 @@ under one small budget on 2 CPU cores.
 
 
 # ------------------------------------------------------------------ one run
-def cli_has(option):
-    """True when ``python -m course_lib train`` accepts ``option`` (flags land one by one)."""
-    from course_lib import cli
-
-    commands = cli.build_parser()._subparsers._group_actions[0].choices
-    return any(option in action.option_strings for action in commands["train"]._actions)
-
-
-def train_argv(dataset, config, seed, out, settings):
-    """The command line of one run: ``python -m course_lib`` + this list."""
-    argv = ["train", "--dataset", dataset, *CONFIGS[config], "--seed", str(seed), "--out", str(out),
-            "--source", "bundled", "--plot-points", "10"]
-    for key in ("epochs", "steps_per_epoch", "eval_limit"):
-        if settings.get(key) is not None:
-            argv += [f"--{key.replace('_', '-')}", str(settings[key])]
-    if settings["holdout"]:
-        argv += ["--holdout-classes", *map(str, HOLDOUT[dataset])]
-    if cli_has("--quiet"):
-        argv.append("--quiet")
-    return argv
-
-
-def run_cli(argv, log_path):
-    """``course_lib.cli.main(argv)`` with its output in ``log_path``: (wall s, CPU s)."""
-    from course_lib import cli
-
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    wall, cpu = time.perf_counter(), time.process_time()
-    with open(log_path, "w", encoding="utf-8") as log, contextlib.redirect_stdout(log), \
-            contextlib.redirect_stderr(log):
-        status = cli.main(argv)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    if status != 0:
-        raise RuntimeError(f"python -m course_lib {' '.join(argv)} failed ({status}); see {log_path}")
-    return wall, cpu
-
-
 def split_metrics(record):
     """``{split: {metric: value}}`` of a metrics.json: seen/unseen with a holdout, else "all"."""
     def pick(metrics):
@@ -145,67 +110,20 @@ def split_metrics(record):
     return {"all": pick(record)}, None
 
 
-def claim(out, argv, resume):
-    """Who trains the run in folder ``out``: "done" (finished with this ``argv``: reuse it),
-    "mine" (train it here) or "busy" (another process of this script trains it now).
-
-    Without ``resume`` every run is "mine". With it, processes that share ``--work``
-    split the runs between them: a run is taken by creating ``<out>.lock`` (holding the
-    process id; a lock whose process has died is taken over).
-    """
-    done = out.with_suffix(".done.json")
-    if not resume:
-        return "mine"
-    if done.is_file() and json.loads(done.read_text(encoding="utf-8"))["argv"] == argv:
-        return "done"
-    lock = out.with_suffix(".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            with open(lock, "x", encoding="utf-8") as handle:
-                handle.write(str(os.getpid()))
-            return "mine"
-        except FileExistsError:
-            if alive(int(lock.read_text(encoding="utf-8") or 0)):
-                return "busy"
-            lock.unlink(missing_ok=True)  # its process died: take the run over
-    return "busy"
+def table_jobs(datasets, configs, seeds, settings, work):
+    """The runs, seed by seed (a table cut short still covers every configuration): ``(tag, out, argv)``."""
+    for seed in seeds:
+        for dataset in datasets:
+            for config in configs:
+                out = work / f"{dataset}-{config}-seed{seed}"
+                holdout = HOLDOUT[dataset] if settings["holdout"] else None
+                yield ((dataset, config, seed), out,
+                       _bench.train_argv(dataset, seed, out, settings, CONFIGS[config], holdout))
 
 
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return False
-    return pid > 0
-
-
-def trained_rows(dataset, config, seed, settings, work, wait=False):
-    """Train one configuration with one seed through the CLI (or reuse the finished run):
-    its rows, one per split, and with a holdout the pixel baseline's rows from the same
-    metrics.json. None when another process trains it now (unless ``wait``)."""
-    import keras
-
-    out = work / f"{dataset}-{config}-seed{seed}"
-    argv = train_argv(dataset, config, seed, out, settings)
-    done = out.with_suffix(".done.json")
-    state = claim(out, argv, settings.get("resume"))
-    while state == "busy" and wait:
-        time.sleep(5)
-        state = claim(out, argv, True)
-    if state == "busy":
-        return None
-    if state == "done":
-        saved = json.loads(done.read_text(encoding="utf-8"))
-        wall, cpu = saved["wall"], saved["cpu"]
-    else:
-        keras.backend.clear_session()
-        try:
-            wall, cpu = run_cli(argv, out.with_suffix(".log"))
-            done.write_text(json.dumps({"argv": argv, "wall": wall, "cpu": cpu}), encoding="utf-8")
-        finally:
-            out.with_suffix(".lock").unlink(missing_ok=True)
-    record = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+def table_rows(record, dataset, config, seed, wall, cpu):
+    """The rows of one run's metrics.json, one per split, and with a holdout the pixel
+    baseline's rows from the same file."""
     splits, pixels = split_metrics(record)
     base = {"dataset": dataset, "seed": seed, "train_seconds": float(record["seconds"]),
             "wall_seconds": round(wall, 2), "cpu_seconds": round(cpu, 2)}
@@ -213,7 +131,7 @@ def trained_rows(dataset, config, seed, settings, work, wait=False):
     if pixels is not None:
         free = {**base, "train_seconds": 0.0, "wall_seconds": 0.0, "cpu_seconds": 0.0}
         rows += [{**free, "config": "pixels", "split": split, **values} for split, values in pixels.items()]
-    return rows, " ".join(["python -m course_lib", *argv])
+    return rows
 
 
 # ------------------------------------------------------------ the baselines
@@ -226,8 +144,8 @@ def untouched_rows(dataset, seed, settings, work=None):
         saved = json.loads(cache.read_text(encoding="utf-8"))
         if saved["key"] == key:
             return saved["rows"]
-    from course_lib import data, models, training
-    from course_lib.demos.retrieval import pixel_embeddings
+    from course_lib import data, models, retrieval, training
+    from course_lib.holdout import pixel_embeddings
 
     images, labels = data.load_dataset(dataset, "test", "bundled", verbose=False)
     keep = data.pick_subset(len(labels), settings.get("eval_limit"), seed)
@@ -240,10 +158,10 @@ def untouched_rows(dataset, seed, settings, work=None):
 
         report = holdout_report(holdout_embeddings(network, images), images, labels, HOLDOUT[dataset])
         scored = {"untrained": {s: report[s] for s in ("seen", "unseen")}, "pixels (script)": report["pixels"]}
-    else:
+    else:  # every class seen: leave-one-out on the test split
         spaces = {"untrained": training.embed(models.embedding_model(network), images),
                   "pixels": pixel_embeddings(images)}
-        scored = {name: score(x, labels, dataset, False) for name, x in spaces.items()}
+        scored = {name: {"all": retrieval.evaluate(x, labels)} for name, x in spaces.items()}
     base = {"dataset": dataset, "seed": seed, "train_seconds": 0.0,
             "wall_seconds": round(time.perf_counter() - wall, 2),
             "cpu_seconds": round(time.process_time() - cpu, 2)}
@@ -254,22 +172,6 @@ def untouched_rows(dataset, seed, settings, work=None):
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps({"key": key, "rows": rows}), encoding="utf-8")
     return rows
-
-
-def score(embeddings, labels, dataset, holdout):
-    """``{split: {metric: value}}``: seen/unseen queries against the gallery half, or all (leave-one-out)."""
-    from course_lib import retrieval
-
-    try:  # the protocol the CLI's --holdout-classes uses
-        from course_lib.holdout import seen_unseen_metrics
-    except ImportError:  # before course_lib.holdout: lesson 06's function, the same protocol
-        from course_lib.demos.retrieval import seen_unseen_metrics
-
-    if holdout:
-        scored = seen_unseen_metrics(embeddings, labels, HOLDOUT[dataset])
-    else:
-        scored = {"all": retrieval.evaluate(embeddings, labels)}
-    return {split: {key: float(m[key]) for key in METRICS.values()} for split, m in scored.items()}
 
 
 def check_same_protocol(rows):
@@ -300,10 +202,9 @@ def summarise(rows):
         group = sorted(group, key=lambda r: r["seed"])
         entry = {"dataset": dataset, "config": config, "split": split}
         for key in (*METRICS.values(), "train_seconds", "cpu_seconds"):
-            values = np.array([r[key] for r in group], dtype=float)
-            entry[key] = {"mean": float(values.mean()),
-                          "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-                          "values": values.tolist(), "seeds": [r["seed"] for r in group]}
+            values = [float(r[key]) for r in group]
+            mean, std = _bench.mean_std(values)
+            entry[key] = {"mean": mean, "std": std, "values": values, "seeds": [r["seed"] for r in group]}
         summary.append(entry)
     return summary
 
@@ -335,7 +236,7 @@ def markdown(result):
         for split in splits:
             lines += table(result["summary"], dataset, split, meta)
     lines += ["", ANCHORS]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
 
 
 def describe_settings(meta):
@@ -369,34 +270,31 @@ def table(summary, dataset, split, meta):
 
 
 # --------------------------------------------------------------------- main
-def git_commit():
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--splits", nargs="*", metavar="SPLIT",
+                        help="the held-out splits table instead (lesson 06): the recipe on these splits, "
+                             'named like "mnist 6 7 8 9" (default: every split of benchmarks/_splits.py)')
     parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
-    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS),
-                        help="configurations to train (the baselines pixels and untrained always run)")
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS),
+                        help="configurations to train (default: all; the baselines pixels and untrained always run)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, help="epochs of every run (default: the CLI's per dataset)")
+    parser.add_argument("--epochs", type=int, help="epochs of every run (default: the CLI's)")
     parser.add_argument("--steps-per-epoch", type=int, help="batches per epoch (default: the CLI's)")
     parser.add_argument("--eval-limit", type=int, help="score a subset of the test split (default: all)")
     parser.add_argument("--no-holdout", action="store_true",
                         help="train on every class and score the test split leave-one-out")
     parser.add_argument("--merge", nargs="+", metavar="JSON",
-                        help="write one table from several results.json (e.g. one process per dataset)")
+                        help="write one table from several of this script's JSON files (e.g. one process "
+                             "per dataset; with --splits: holdout_splits.json files)")
     parser.add_argument("--resume", action="store_true",
                         help="reuse the runs in --work that finished with the same command line; "
                              "several processes started with --resume and the same --work share the runs")
     parser.add_argument("--smoke", action="store_true",
-                        help=f"the CI slice: {SMOKE} (explicit options still win)")
+                        help=f"the CI slice: {SMOKE}, with --splits {_splits.SMOKE} (explicit options still win)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"),
-                        help="folder for results.json and results.md (default: benchmarks/results)")
+                        help="folder for results.json and .md, or holdout_splits.json and .md "
+                             "(default: benchmarks/results)")
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "course_lib_results"),
                         help="folder for the runs' own folders and logs (default: %(default)s)")
     return parser
@@ -406,33 +304,40 @@ def resolve(args):
     """The run settings from the options: the smoke slice fills what is not given."""
     given = {key: getattr(args, key) for key in ("epochs", "steps_per_epoch", "eval_limit")}
     if args.smoke:
-        for key, value in SMOKE.items():
-            if key in given and given[key] is None:
-                given[key] = value
+        given = {key: SMOKE[key] if value is None else value for key, value in given.items()}
+        smoke = {**SMOKE, **(_splits.SMOKE if args.splits is not None else {})}
         if args.datasets == list(DATASETS):
-            args.datasets = SMOKE["datasets"]
+            args.datasets = smoke["datasets"]
         if args.seeds == [0, 1, 2]:
-            args.seeds = SMOKE["seeds"]
-    holdout = not args.no_holdout
-    if holdout and not cli_has("--holdout-classes"):
-        print("note: this course_lib's CLI has no --holdout-classes yet: plain runs, all classes seen")
-        holdout = False
-    return {**given, "holdout": holdout, "resume": args.resume}
+            args.seeds = smoke["seeds"]
+        if args.splits == []:
+            args.splits = smoke["splits"]
+    args.configs = args.configs or list(CONFIGS)
+    return {**given, "holdout": not args.no_holdout, "resume": args.resume}
 
 
-def merge(paths, out):
-    """One table from several results.json (say, one process per dataset): runs pooled, summaries
-    recomputed, settings required to agree, commands and seconds of each part kept."""
+def merge(paths, out, splits=False):
+    """One table from several JSON files of this script (say, one process per dataset; ``splits``:
+    holdout_splits.json files): runs pooled, summaries recomputed."""
     parts = [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
+    if splits:
+        result = _splits.merged(parts)
+        _bench.write(out, _splits.STEM, result, _splits.markdown(result))
+    else:
+        result = merged(parts)
+        _bench.write(out, "results", result, markdown(result))
+    return result
+
+
+def merged(parts):
+    """The results table of several: settings required to agree, commands and seconds of each part kept."""
     first = parts[0]["meta"]
     for part in parts[1:]:
         for key in ("settings", "configs"):
             if part["meta"][key] != first[key]:
                 raise ValueError(f"--merge: the tables differ in {key}: {first[key]} vs {part['meta'][key]}")
     rows = [row for part in parts for row in part["runs"]]
-    keys = {(r["dataset"], r["config"], r["seed"], r["split"]) for r in rows}
-    if len(keys) != len(rows):
-        raise ValueError("--merge: the tables share runs (the same dataset, configuration and seed)")
+    _bench.check_no_shared_runs(rows, lambda r: (r["dataset"], r["config"], r["seed"], r["split"]))
     metas = [part["meta"] for part in parts]
     meta = {**first, "command": " & ".join(m["command"] for m in metas),
             "datasets": [d for m in metas for d in m["datasets"]],
@@ -441,51 +346,63 @@ def merge(paths, out):
             "runs": sum(m["runs"] for m in metas), "commands": {k: v for m in metas for k, v in m["commands"].items()},
             "wall_seconds": sum(m["wall_seconds"] for m in metas), "cpu_seconds": sum(m["cpu_seconds"] for m in metas),
             "script_wall_seconds": max(m["script_wall_seconds"] for m in metas), "merged_from": len(parts)}
-    result = {"meta": meta, "runs": rows, "summary": summarise(rows)}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    (out / "results.md").write_text(markdown(result) + "\n", encoding="utf-8")
-    return result
+    return {"meta": meta, "runs": rows, "summary": summarise(rows)}
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    splits = args.splits is not None
+    if splits and (args.configs or args.no_holdout):
+        parser.error("--configs and --no-holdout belong to the results table, not to --splits")
     if args.merge:
-        merge(args.merge, Path(args.out))
+        merge(args.merge, Path(args.out), splits)
         print(f"merged {len(args.merge)} tables into {args.out}")
         return 0
+    command = " ".join(["python benchmarks/results.py", *(sys.argv[1:] if argv is None else argv)])
     settings = resolve(args)
-    out = Path(args.out)
-    work = Path(args.work)
-    started, wall = datetime.datetime.now(), time.perf_counter()
-    rows, commands, deferred = [], {}, []
+    if splits:
+        try:
+            plan = _splits.plan(args.splits, args.datasets)
+        except ValueError as error:
+            parser.error(str(error))
+        run_splits(plan, args.seeds, settings, command, Path(args.out), Path(args.work))
+    else:
+        run_table(args, settings, command, Path(args.out), Path(args.work))
+    return 0
 
-    def add(dataset, config, seed, result):
-        new, command = result
+
+def run_splits(plan, seeds, settings, command, out, work):
+    """The recipe on every split of ``plan``: holdout_splits.json and .md, rewritten after every run."""
+    runs = []
+    for (tag, folder, argv), record, wall, cpu in _bench.run_jobs(_splits.jobs(plan, seeds, settings, work),
+                                                                   settings["resume"]):
+        runs.append(_splits.run_entry(record, tag, folder, argv, wall, cpu))
+        print(_splits.report(runs[-1]), flush=True)
+        result = _splits.result(runs, command, settings)
+        _bench.write(out, _splits.STEM, result, _splits.markdown(result))
+    print(f"wrote {out / _splits.STEM}.json and .md")
+
+
+def run_table(args, settings, command, out, work):
+    """Every configuration, then the baselines: results.json and .md, rewritten after every run."""
+    session = {"command": command, "date": _bench.now(), "clock": time.perf_counter(), "commands": {}}
+    rows = []
+    jobs = table_jobs(args.datasets, args.configs, args.seeds, settings, work)
+    for ((dataset, config, seed), _, argv), record, wall, cpu in _bench.run_jobs(jobs, settings["resume"]):
+        new = table_rows(record, dataset, config, seed, wall, cpu)
         rows.extend(r for r in new if r["config"] != "pixels" or config == args.configs[0])
         if seed == args.seeds[0]:
-            commands[f"{dataset} {config}"] = command
+            session["commands"][f"{dataset} {config}"] = " ".join(["python -m course_lib", *argv])
         print(f"{dataset:<14} {config:<18} seed {seed}: " + ", ".join(
             f"{r['split']} MAP@R {r['map_at_r']:.3f}" for r in new if r["config"] == config)
-            + f" ({new[0]['wall_seconds']:.0f} s wall, {new[0]['cpu_seconds']:.0f} s CPU)", flush=True)
-        write(out, args, argv, settings, check_same_protocol(rows), commands, started, wall)
-
-    for seed in args.seeds:  # seed by seed: a table cut short still covers every configuration
-        for dataset in args.datasets:
-            for config in args.configs:
-                result = trained_rows(dataset, config, seed, settings, work)
-                if result is None:  # another process (--resume, same --work) trains it: later
-                    deferred.append((dataset, config, seed))
-                else:
-                    add(dataset, config, seed, result)
-    for dataset, config, seed in deferred:
-        add(dataset, config, seed, trained_rows(dataset, config, seed, settings, work, wait=True))
+            + f" ({wall:.0f} s wall, {cpu:.0f} s CPU)", flush=True)
+        write_table(out, check_same_protocol(rows), args, settings, session)
     for seed in args.seeds:  # the baselines last: parallel processes start training at once
         for dataset in args.datasets:
             rows.extend(untouched_rows(dataset, seed, settings, work))
-    write(out, args, argv, settings, check_same_protocol(rows), commands, started, wall)
+    write_table(out, check_same_protocol(rows), args, settings, session)
     print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
-    return 0
 
 
 def once(rows, key):
@@ -493,30 +410,23 @@ def once(rows, key):
     return {(r["dataset"], r["config"], r["seed"]): r[key] for r in rows}.values()
 
 
-def write(out, args, argv, settings, rows, commands, started, wall):
-    """results.json and results.md from the rows so far (rewritten after every run)."""
+def write_table(out, rows, args, settings, session):
+    """results.json and results.md from the rows so far."""
     seeds_done = sorted({r["seed"] for r in rows if r["config"] == args.configs[-1]})
-    result = {
-        "meta": {
-            "date": started.strftime("%Y-%m-%d %H:%M"), "commit": git_commit(),
-            "command": "python benchmarks/results.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU",
-            "python": platform.python_version(), "datasets": args.datasets, "configs": args.configs,
-            "seeds": seeds_done, "seeds_planned": args.seeds,
-            "settings": {key: value for key, value in settings.items() if key != "resume"},
-            "holdout_classes": {d: HOLDOUT[d] for d in args.datasets},
-            "runs": len({(r["dataset"], r["config"], r["seed"]) for r in rows if r["config"] not in BASELINES}),
-            "wall_seconds": round(sum(once(rows, "wall_seconds")), 1),  # summed over the runs
-            "cpu_seconds": round(sum(once(rows, "cpu_seconds")), 1),
-            "script_wall_seconds": round(time.perf_counter() - wall, 1),  # this call (less with --resume)
-            "commands": commands,
-        },
-        "runs": rows,
-        "summary": summarise(rows),
+    meta = {
+        "date": session["date"], "commit": _bench.git_commit(), "command": session["command"],
+        "machine": _bench.machine(), "python": platform.python_version(),
+        "datasets": args.datasets, "configs": args.configs, "seeds": seeds_done, "seeds_planned": args.seeds,
+        "settings": {key: value for key, value in settings.items() if key != "resume"},
+        "holdout_classes": {d: HOLDOUT[d] for d in args.datasets},
+        "runs": len({(r["dataset"], r["config"], r["seed"]) for r in rows if r["config"] not in BASELINES}),
+        "wall_seconds": round(sum(once(rows, "wall_seconds")), 1),  # summed over the runs
+        "cpu_seconds": round(sum(once(rows, "cpu_seconds")), 1),
+        "script_wall_seconds": round(time.perf_counter() - session["clock"], 1),  # this call (less with --resume)
+        "commands": session["commands"],
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    (out / "results.md").write_text(markdown(result) + "\n", encoding="utf-8")
+    result = {"meta": meta, "runs": rows, "summary": summarise(rows)}
+    _bench.write(out, "results", result, markdown(result))
 
 
 if __name__ == "__main__":
