@@ -72,7 +72,8 @@ def run_cli(argv, log_path):
             contextlib.redirect_stderr(log):
         status, wall, cpu = timed(cli.main, argv)
     if status != 0:
-        raise RuntimeError(f"python -m course_lib {' '.join(argv)} failed ({status}); see {log_path}")
+        tail = log_path.read_text(encoding="utf-8")[-2000:]
+        raise RuntimeError(f"python -m course_lib {' '.join(argv)} failed ({status}); {log_path} ends:\n{tail}")
     return wall, cpu
 
 

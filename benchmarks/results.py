@@ -8,8 +8,10 @@
 
 Every trained row is a real ``python -m course_lib train`` run (called in this
 process through ``course_lib.cli.main``, so TensorFlow starts once), with the
-options a user would type; the script only adds ``--seed``, ``--out`` and the
-budget (``--epochs``, ``--steps-per-epoch``) given here. With
+options a user would type; the script only adds ``--seed``, ``--out``,
+``--source bundled``, ``--plot-points 10`` (a smaller plot, the same metrics),
+``--quiet`` and the budget (``--epochs``, ``--steps-per-epoch``, ``--eval-limit``)
+given here. With
 ``--holdout-classes`` (MNIST: 6 7 8 9 held out, Fashion-MNIST: 5 6 8) one run
 gives both columns: its ``metrics.json`` scores the test split's query half of
 the *seen* and of the *unseen* classes against a gallery half that holds every
@@ -71,6 +73,8 @@ CONFIGS = {
 if "random" not in STRATEGIES:  # the "random" miner is optional in course_lib.options
     del CONFIGS["triplet-random"]
 
+#: Where --resume finds the finished runs unless --work names a folder.
+RESUME_WORK = Path(tempfile.gettempdir()) / "course_lib_results"
 # The CI slice: every configuration, one dataset, two seeds, a few steps, a test subset.
 SMOKE = dict(datasets=["mnist"], seeds=[0, 1], epochs=1, steps_per_epoch=2, eval_limit=400)
 
@@ -295,8 +299,8 @@ def build_parser():
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"),
                         help="folder for results.json and .md, or holdout_splits.json and .md "
                              "(default: benchmarks/results)")
-    parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "course_lib_results"),
-                        help="folder for the runs' own folders and logs (default: %(default)s)")
+    parser.add_argument("--work", help="folder for the runs' own folders and logs (default: a temporary "
+                                       f"folder, removed at the end; with --resume {RESUME_WORK})")
     return parser
 
 
@@ -366,9 +370,12 @@ def main(argv=None):
             plan = _splits.plan(args.splits, args.datasets)
         except ValueError as error:
             parser.error(str(error))
-        run_splits(plan, args.seeds, settings, command, Path(args.out), Path(args.work))
-    else:
-        run_table(args, settings, command, Path(args.out), Path(args.work))
+    with tempfile.TemporaryDirectory(prefix="course_lib_results-") as scratch:
+        work = Path(args.work or (RESUME_WORK if args.resume else scratch))
+        if splits:
+            run_splits(plan, args.seeds, settings, command, Path(args.out), work)
+        else:
+            run_table(args, settings, command, Path(args.out), work)
     return 0
 
 
