@@ -112,6 +112,7 @@ def library_default(option):
 
 
 def default_note(option):
+    """``(default: ...)`` for the help of ``option``."""
     return f"(default: {library_default(option)})"
 
 
@@ -206,14 +207,14 @@ def add_self_supervised_options(parser):
 
 
 def add_training_options(parser):
+    from course_lib.holdout import EPOCHS  # no TensorFlow
+
     group = parser.add_argument_group("model")
     group.add_argument("--embedding-dim", type=int, metavar="D",
                        help=f"size D of the embedding {default_note('--embedding-dim')}")
     group.add_argument("--l2-normalize", action=argparse.BooleanOptionalAction,
                        help=f"put every embedding on the unit sphere {default_note('--l2-normalize')}")
     group = parser.add_argument_group("training")
-    from course_lib.holdout import EPOCHS  # no TensorFlow
-
     group.add_argument("--epochs", type=int, metavar="N",
                        help=f"(default: {EPOCHS} with --holdout-classes, else "
                             + ", ".join(f"{n} for {name}" for name, n in DEFAULT_EPOCHS.items()) + ")")
@@ -288,6 +289,11 @@ def given(args, option):
     return getattr(args, option[2:].replace("-", "_"))
 
 
+def option_value(args, option):
+    """The value of ``option`` on the command line, else the library's default."""
+    return library_default(option) if given(args, option) is None else given(args, option)
+
+
 def loss_options(args):
     """The keyword arguments of the loss function: the options given, the loss's defaults for the others.
 
@@ -313,26 +319,22 @@ def loss_options(args):
 def train_settings(args):
     """Every setting of a run, defaults filled in: saved in metrics.json."""
     ranking = args.loss != "cross_entropy"
-
-    def value(option):  # the option given, else the library's default
-        return library_default(option) if given(args, option) is None else given(args, option)
-
     return {
         "dataset": args.dataset,
         "source": args.source,
         "loss": args.loss,
         "loss_options": loss_options(args),
-        "embedding_dim": value("--embedding-dim") if ranking else 128,  # the classifier's backbone
-        "l2_normalize": value("--l2-normalize") if ranking else False,
+        "embedding_dim": option_value(args, "--embedding-dim") if ranking else 128,  # the classifier's backbone
+        "l2_normalize": option_value(args, "--l2-normalize") if ranking else False,
         "epochs": args.epochs or default_epochs(args),
         "classes_per_batch": classes_per_batch(args),
-        "samples_per_class": value("--samples-per-class"),
+        "samples_per_class": option_value(args, "--samples-per-class"),
         "steps_per_epoch": args.steps_per_epoch,
         "learning_rate": args.learning_rate,
         "seed": args.seed,
         "strategy": args.strategy,
-        **self_supervised_settings(args, value),
-        "metric": value("--metric"),  # the distance that scores retrieval
+        **self_supervised_settings(args),
+        "metric": option_value(args, "--metric"),  # the distance that scores retrieval
         "eval_limit": args.eval_limit,
         **holdout_settings(args),
         "projection": args.projection,
@@ -366,15 +368,15 @@ def holdout_settings(args):
             "holdout_metric": defaults_of("course_lib.holdout.holdout_report")["metric"]}
 
 
-def self_supervised_settings(args, value):
+def self_supervised_settings(args):
     """``self_supervised``; with it the views' ``batch_size`` and ``augmentation``, and no P x K."""
     if not args.self_supervised:
         return {"self_supervised": False}
     from course_lib.augment import AUGMENT_DEFAULTS
 
     return {"self_supervised": True, "classes_per_batch": None, "samples_per_class": None,
-            "batch_size": value("--batch-size"),
-            "augmentation": {"strength": value("--strength"), **AUGMENT_DEFAULTS}}
+            "batch_size": option_value(args, "--batch-size"),
+            "augmentation": {"strength": option_value(args, "--strength"), **AUGMENT_DEFAULTS}}
 
 
 # ------------------------------------------------------------ train: the run
@@ -387,10 +389,7 @@ def run_train(args):
     out = Path(args.out or default_out_dir(args.dataset, args.loss))
     train_images, train_labels, train_info = data.load_dataset(
         args.dataset, "train", args.source, return_info=True)
-    test_images, test_labels, test_info = data.load_dataset(
-        args.dataset, "test", args.source, return_info=True)
-    keep = data.pick_subset(len(test_labels), args.eval_limit, args.seed)
-    test_images, test_labels = test_images[keep], test_labels[keep]
+    test_images, test_labels, test_info = test_split(settings, args.source)
     if settings["holdout_classes"]:  # the unseen classes never reach training
         train_images, train_labels = holdout.seen_only(train_images, train_labels, settings["holdout_classes"])
 
@@ -573,30 +572,26 @@ def recompute_metrics(run_dir, from_embeddings=False):
     if from_embeddings:
         embeddings, labels = np.load(run_dir / "embeddings.npy"), np.load(run_dir / "labels.npy")
     else:
-        images, labels = test_split(settings, source)
-        embeddings = embed_saved_model(run_dir, images)
+        import keras
+
+        from course_lib import models, training
+
+        images, labels, _ = test_split(settings, source)
+        model = keras.models.load_model(run_dir / "model.keras")
+        embeddings = training.embed(models.embedding_model(model), images)
     metrics = retrieval.evaluate(embeddings, labels, metric=settings["metric"])
     if settings.get("holdout_classes"):  # the model's features and the pixels of the test images
-        metrics["holdout"] = holdout.recompute_holdout(run_dir, settings, *test_split(settings, source))
+        metrics["holdout"] = holdout.recompute_holdout(run_dir, settings, *test_split(settings, source)[:2])
     return metrics
 
 
 def test_split(settings, source):
-    """The run's test images and labels (its --eval-limit subset)."""
+    """The run's test images and labels (its --eval-limit subset), and where they came from (data.DatasetInfo)."""
     from course_lib import data
 
-    images, labels = data.load_dataset(settings["dataset"], "test", source)
+    images, labels, info = data.load_dataset(settings["dataset"], "test", source, return_info=True)
     keep = data.pick_subset(len(labels), settings["eval_limit"], settings["seed"])
-    return images[keep], labels[keep]
-
-
-def embed_saved_model(run_dir, images):
-    """Embeddings of ``images`` by a run's saved model.keras."""
-    import keras
-
-    from course_lib import models, training
-
-    return training.embed(models.embedding_model(keras.models.load_model(run_dir / "model.keras")), images)
+    return images[keep], labels[keep], info
 
 
 # ------------------------------------------------------------------ printing
@@ -610,15 +605,11 @@ def metric_rows(metrics):
 
 def metrics_table(metrics, saved=None):
     """The metrics as aligned text lines; with ``saved``, beside the saved values."""
-    if saved is None:
-        lines = [f"  {'metric':<12} {'value':>8}"]
-        lines += [f"  {name:<12} {value:>8.4f}" for name, value in metric_rows(metrics)]
-        lines.append(f"  {'queries':<12} {metrics['num_queries']:>8,}")
-        return "\n".join(lines)
-    lines = [f"  {'metric':<12} {'now':>8} {'saved':>8}"]
-    for (name, value), (_, before) in zip(metric_rows(metrics), metric_rows(saved)):
-        lines.append(f"  {name:<12} {value:>8.4f} {before:>8.4f}")
-    lines.append(f"  {'queries':<12} {metrics['num_queries']:>8,} {saved['num_queries']:>8,}")
+    columns = {"value": metrics} if saved is None else {"now": metrics, "saved": saved}
+    lines = [f"  {'metric':<12}" + "".join(f" {name:>8}" for name in columns)]
+    for cells in zip(*(metric_rows(column) for column in columns.values())):
+        lines.append(f"  {cells[0][0]:<12}" + "".join(f" {value:>8.4f}" for _, value in cells))
+    lines.append(f"  {'queries':<12}" + "".join(f" {column['num_queries']:>8,}" for column in columns.values()))
     return "\n".join(lines)
 
 

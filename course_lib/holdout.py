@@ -35,10 +35,10 @@ pixels); the conv features keep a map of which strokes are where, shaped by
 the loss but not reduced to it. The cosine distance ignores how strongly
 the filters fire overall (ink, contrast) and compares only the pattern.
 
-:func:`holdout_report` does 2 to 4 in one call and returns the dict that
-``python -m course_lib train --holdout-classes ...`` saves in metrics.json;
-:func:`network_report` adds the two rows that say *why* the recipe is what
-it is, scored on the same queries and gallery:
+:func:`holdout_report` does 2 to 4 in one call; :func:`network_report` adds
+the two rows that say *why* the recipe is what it is, scored on the same
+queries and gallery: the dict that ``python -m course_lib train
+--holdout-classes ...`` saves in metrics.json (:func:`holdout_section`):
 
     {"classes": [6, 7, 8, 9], "seen": {...}, "unseen": {...},
      "pixels": {"seen": {...}, "unseen": {...}},
