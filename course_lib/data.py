@@ -32,6 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from course_lib._checks import is_int
 from course_lib.options import DATASETS, SOURCES, SPLITS, check_choice
 
 CLASS_NAMES = {
@@ -115,19 +116,15 @@ def load_dataset(name, split="train", source="auto", *, bundled_dir=None, return
     check_choice("split", split, SPLITS)
     check_choice("source", source, SOURCES)
 
-    if source == "bundled":
-        images, labels, location = load_bundled(name, split, bundled_dir)
-    elif source == "full":
-        images, labels, location = load_full(name, split)
+    local = None if source == "bundled" else find_full_dataset(name, split)
+    if local is not None:
+        source, location = "full", str(local)
+        images, labels = read_full_dataset(local, name, split)
+    elif source == "full":  # not on this machine: "auto" never downloads, "full" tries
+        images, labels, location = download_with_keras(name, split)
     else:
-        local = find_full_dataset(name, split)
-        if local is not None:
-            source = "full"
-            images, labels = read_full_dataset(local, name, split)
-            location = str(local)
-        else:
-            source = "bundled"
-            images, labels, location = load_bundled(name, split, bundled_dir)
+        source = "bundled"
+        images, labels, location = load_bundled(name, split, bundled_dir)
 
     info = DatasetInfo(name, split, source, location, CLASS_NAMES[name], len(labels))
     if verbose:
@@ -166,20 +163,13 @@ def bundled_path(name, split, bundled_dir=None):
 def load_bundled(name, split, bundled_dir=None):
     """Read a bundled subset after checking its sha256. Returns ``(images, labels, path)``."""
     path = bundled_path(name, split, bundled_dir)
+    restore = "Restore it with `git checkout -- data/`, or rebuild it with `python scripts/build_data.py`."
     if not path.is_file():
-        raise FileNotFoundError(
-            f"The bundled file {path} is missing. It is part of the course repository: "
-            f"restore it with `git checkout -- data/`, or rebuild it with "
-            f"`python scripts/build_data.py`."
-        )
-    expected = BUNDLED_SHA256[path.name]
-    actual = sha256_of(path)
+        raise FileNotFoundError(f"The bundled file {path} is missing: it is part of the course repository. {restore}")
+    expected, actual = BUNDLED_SHA256[path.name], sha256_of(path)
     if actual != expected:
-        raise ValueError(
-            f"The bundled file {path} is corrupt or modified: its sha256 is {actual}, "
-            f"expected {expected}. Restore it with `git checkout -- data/`, or rebuild it "
-            f"with `python scripts/build_data.py`."
-        )
+        raise ValueError(f"The bundled file {path} is corrupt or modified: its sha256 is {actual}, "
+                         f"expected {expected}. {restore}")
     with np.load(path, allow_pickle=False) as npz:
         images = npz["images"]
         labels = npz["labels"].astype(np.int64)
@@ -226,23 +216,16 @@ def full_dataset_locations(name):
 def find_full_dataset(name, split):
     """The first location holding the complete split, or None. Never downloads."""
     for location in full_dataset_locations(name):
-        if location.suffix == ".npz":
-            if location.is_file():
-                return location
-        elif idx_files(location, split) is not None:
+        if location.is_file() if location.suffix == ".npz" else idx_files(location, split):
             return location
     return None
 
 
 def idx_files(folder, split):
     """``(images_path, labels_path)`` of a split in a folder of IDX files, or None."""
-    paths = []
-    for stem in IDX_NAMES[split]:
-        for filename in (stem, stem + ".gz"):
-            if (Path(folder) / filename).is_file():
-                paths.append(Path(folder) / filename)
-                break
-    return tuple(paths) if len(paths) == 2 else None
+    found = [[path for path in (Path(folder) / stem, Path(folder) / f"{stem}.gz") if path.is_file()]
+             for stem in IDX_NAMES[split]]
+    return (found[0][0], found[1][0]) if all(found) else None
 
 
 def read_full_dataset(location, name, split):
@@ -257,34 +240,20 @@ def read_full_dataset(location, name, split):
     return _checked(images, labels, f"{name}/{split} at {location}")
 
 
-def load_full(name, split):
-    """The complete split: from this machine, else downloaded by ``keras.datasets``.
-
-    Returns ``(images, labels, location)``; raises FileNotFoundError naming every
-    place it tried when nothing works.
-    """
-    location = find_full_dataset(name, split)
-    if location is not None:
-        images, labels = read_full_dataset(location, name, split)
-        return images, labels, str(location)
-
-    if _network_available():
-        try:
-            images, labels = download_with_keras(name, split)
-            return images, labels, f"{keras_datasets_dir()} (downloaded by keras.datasets)"
-        except Exception as error:  # any failure becomes part of the message below
-            download_problem = f"the download failed: {error!r}"
-    else:
-        download_problem = "there is no network to download it"
-    raise FileNotFoundError(_not_found_message(name, split, download_problem))
-
-
 def download_with_keras(name, split):
-    """Download (or read from the cache) the dataset with ``keras.datasets``."""
-    module = keras.datasets.mnist if name == "mnist" else keras.datasets.fashion_mnist
-    train, test = module.load_data()
-    images, labels = train if split == "train" else test
-    return _checked(images, labels, f"{name}/{split} from keras.datasets")
+    """The complete split downloaded (or read from its cache) by ``keras.datasets``.
+
+    Returns ``(images, labels, location)``; without network, or when the
+    download fails, a FileNotFoundError names every way to provide the data.
+    """
+    if not _network_available():
+        raise FileNotFoundError(_not_found_message(name, split, "there is no network to download it"))
+    try:
+        train, test = getattr(keras.datasets, name).load_data()
+    except Exception as error:  # any failure becomes part of the message
+        raise FileNotFoundError(_not_found_message(name, split, f"the download failed: {error!r}")) from error
+    images, labels = _checked(*(train if split == "train" else test), f"{name}/{split} from keras.datasets")
+    return images, labels, f"{keras_datasets_dir()} (downloaded by keras.datasets)"
 
 
 def _network_available(host="storage.googleapis.com", port=443, timeout=3.0):
@@ -299,7 +268,6 @@ def _network_available(host="storage.googleapis.com", port=443, timeout=3.0):
 def _not_found_message(name, split, download_problem):
     env_value = os.environ.get(ENV_VAR)
     env_now = f"now {env_value}" if env_value else "now not set"
-    keras_module = "mnist" if name == "mnist" else "fashion_mnist"
     if name == "fashion_mnist":
         debian = f"install Debian's package dataset-fashion-mnist (files in {DEBIAN_DIR}/)"
     else:
@@ -311,7 +279,7 @@ def _not_found_message(name, split, download_problem):
         f"  1. set the environment variable {ENV_VAR} ({env_now}) to a folder with a "
         f"{FULL_ENTRIES[name][0]}/ subfolder of IDX files, gzip-compressed or not "
         f"({', '.join(IDX_NAMES[split])});\n"
-        f"  2. run keras.datasets.{keras_module}.load_data() once while online: it fills "
+        f"  2. run keras.datasets.{name}.load_data() once while online: it fills "
         f"the Keras cache {keras_datasets_dir()}/;\n"
         f"  3. {debian}.\n"
         f"Looked in:\n{tried}\n"
@@ -408,17 +376,12 @@ def pk_batch_plan(labels, classes_per_batch, samples_per_class, seed=0, num_batc
     Pure NumPy: the same labels, arguments and seed always give the same array.
     """
     labels = np.asarray(labels)
-    _check_pk_arguments(labels, classes_per_batch, samples_per_class, num_batches)
-    _check_num_replicas(classes_per_batch, num_replicas)
+    _check_pk_arguments(labels, classes_per_batch, samples_per_class, num_batches, num_replicas)
     rng = np.random.default_rng(seed)
-    batches = []
-    while True:
-        epoch = _epoch_plan(labels, classes_per_batch, samples_per_class, rng)
-        batches.extend(epoch)
-        if num_batches is None:
-            num_batches = len(epoch)
-        if len(batches) >= num_batches:
-            break
+    batches = _epoch_plan(labels, classes_per_batch, samples_per_class, rng)
+    num_batches = len(batches) if num_batches is None else num_batches
+    while len(batches) < num_batches:
+        batches += _epoch_plan(labels, classes_per_batch, samples_per_class, rng)
     plan = np.array(batches[:num_batches], dtype=np.int64)
     return plan.reshape(num_batches, classes_per_batch * samples_per_class)
 
@@ -444,44 +407,25 @@ def _epoch_plan(labels, classes_per_batch, samples_per_class, rng):
         batches.append(np.concatenate([groups[c].pop() for c in chosen]))
 
 
-def _check_pk_arguments(labels, classes_per_batch, samples_per_class, num_batches):
+def _check_pk_arguments(labels, classes_per_batch, samples_per_class, num_batches, num_replicas):
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be a 1-D integer array, got {labels.dtype} {labels.shape}")
-    for argument, value in (
-        ("classes_per_batch", classes_per_batch),
-        ("samples_per_class", samples_per_class),
-    ):
-        if not _is_positive_int(value):
+    for argument, value in (("classes_per_batch", classes_per_batch), ("samples_per_class", samples_per_class),
+                            ("num_replicas", num_replicas)):
+        if not (is_int(value) and value >= 1):
             raise ValueError(f"{argument} must be a positive integer, got {value!r}")
-    if num_batches is not None and not _is_positive_int(num_batches):
+    if num_batches is not None and not (is_int(num_batches) and num_batches >= 1):
         raise ValueError(f"num_batches must be a positive integer or None, got {num_batches!r}")
-
-    classes, counts = np.unique(labels, return_counts=True)
-    if len(classes) < classes_per_batch:
-        raise ValueError(
-            f"classes_per_batch={classes_per_batch} but the labels hold only "
-            f"{len(classes)} classes"
-        )
-    if counts.min() < samples_per_class:
-        smallest = classes[counts.argmin()]
-        raise ValueError(
-            f"samples_per_class={samples_per_class} but class {smallest} has only "
-            f"{counts.min()} samples"
-        )
-
-
-def _is_positive_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
-
-
-def _check_num_replicas(classes_per_batch, num_replicas):
-    if not _is_positive_int(num_replicas):
-        raise ValueError(f"num_replicas must be a positive integer, got {num_replicas!r}")
     if classes_per_batch % num_replicas != 0:
         raise ValueError(
             f"classes_per_batch={classes_per_batch} is not a multiple of num_replicas={num_replicas}: "
-            f"a class would be split between two replicas. Use a multiple of {num_replicas}."
-        )
+            f"a class would be split between two replicas. Use a multiple of {num_replicas}.")
+    classes, counts = np.unique(labels, return_counts=True)
+    if len(classes) < classes_per_batch:
+        raise ValueError(f"classes_per_batch={classes_per_batch} but the labels hold only {len(classes)} classes")
+    if counts.min() < samples_per_class:
+        raise ValueError(f"samples_per_class={samples_per_class} but class {classes[counts.argmin()]} has only "
+                         f"{counts.min()} samples")
 
 
 def replica_slices(plan, num_replicas, replicas):
