@@ -295,3 +295,16 @@ def test_regimes_table_differences():
     assert list(table.loc["clean", ["after epoch 1", "after epoch 3", "final"]]) == [-0.2, -0.2, -0.2]
     assert table.loc["clean", "spread min"] == 0.01 and table.loc["clean", "collapsed"] == "1/2"
     assert table.loc["clean", "spread min / before"] == 0.04
+
+
+def test_claims_summary_means_over_seeds():
+    claims = fake_claims()
+    for run in claims["runs"].values():
+        run["per_epoch"]["spread"], run["initial_spread"] = [0.5, 0.01, 0.02], 0.25
+    table = tr.claims_summary(claims, {"semi": ("miners/noise=0", "semi-hard"), "rand": ("miners/noise=0", "random")})
+    assert list(table.index) == ["semi", "rand"]
+    assert table.loc["semi", "MAP@R"] == pytest.approx(0.91) and table.loc["semi", "MAP@R std"] == pytest.approx(0.01)
+    assert table.loc["semi", "P@1"] == pytest.approx(0.9) and table.loc["semi", "active fraction"] == pytest.approx(0.3)
+    assert table.loc["semi", "spread"] == pytest.approx(0.02) and table.loc["semi", "spread min"] == pytest.approx(0.01)
+    assert table.loc["semi", "spread before"] == pytest.approx(0.25)
+    assert table.loc["semi", "collapsed"] == "0/2" and table.loc["rand", "collapsed"] == "1/2"

@@ -9,7 +9,11 @@ ends (:func:`run_line`: time, precision@1, spread, and the collapse warning of
 :func:`continue_run` trains a copy of a finished run further with another
 miner. The interactive explorer
 (:func:`explorer_state` / :func:`explorer_draw`) only *chooses among* the
-runs already in the cache: moving a dropdown never trains.
+runs already in the cache: moving a dropdown never trains. What needs several
+seeds, too slow for the lesson, was measured by ``benchmarks/claims.py`` with
+the same :func:`train_run`; :func:`load_claims` reads the committed numbers and
+:func:`claims_figure`, :func:`claims_table`, :func:`claims_summary` and
+:func:`regimes_table` show them as means over the seeds.
 
 What the figures read from each run's :class:`course_lib.training.History`
 (per epoch, means over the epoch's batches):
@@ -594,6 +598,37 @@ def claim_mean(claims, prefix, mining, field="map_at_r", epoch=None):
     return float(np.mean([r["per_epoch"][field][epoch - 1] for r in runs]))
 
 
+def _collapse_stats(runs):
+    """Over seeds: mean smallest spread, mean (smallest spread / spread before) and "k/n" collapsed."""
+    return dict(spread_min=float(np.mean([min(r["per_epoch"]["spread"]) for r in runs])),
+                spread_min_share=float(np.mean([min(r["per_epoch"]["spread"]) / r["initial_spread"] for r in runs])),
+                collapsed=f"{sum(r['collapse'] is not None for r in runs)}/{len(runs)}")
+
+
+def claims_summary(claims, rows):
+    """A DataFrame, one row per ``rows`` entry (name -> (prefix, mining)): means over the seeds.
+
+    Columns: "MAP@R" and "MAP@R std" (final, all 2,000 held-out images;
+    std over seeds), "P@1" (final), "active fraction" and "spread" of the
+    last epoch, "spread before" (before training), "spread min" (smallest
+    over the epochs) and "collapsed" (in how many seeds ``train`` flagged it).
+    """
+    import pandas as pd
+
+    table = {}
+    for name, (prefix, mining) in rows.items():
+        runs = claim_runs(claims, prefix, mining)
+        final = np.array([r["final"]["map_at_r"] for r in runs])
+        stats = _collapse_stats(runs)
+        last = {f: float(np.mean([r["per_epoch"][f][-1] for r in runs])) for f in ("active_fraction", "spread")}
+        table[name] = {"MAP@R": final.mean(), "MAP@R std": final.std(),
+                       "P@1": float(np.mean([r["final"]["precision_at_1"] for r in runs])),
+                       "active fraction": last["active_fraction"],
+                       "spread before": float(np.mean([r["initial_spread"] for r in runs])),
+                       "spread": last["spread"], "spread min": stats["spread_min"], "collapsed": stats["collapsed"]}
+    return pd.DataFrame.from_dict(table, orient="index")
+
+
 def regimes_table(claims, regimes, first="hard", second="semi-hard"):
     """Per regime (name -> prefix): ``first`` minus ``second`` in MAP@R after each epoch (mean over seeds).
 
@@ -609,12 +644,11 @@ def regimes_table(claims, regimes, first="hard", second="semi-hard"):
     rows = {}
     for name, prefix in regimes.items():
         a, b = claim_curve(claims, prefix, first)[0], claim_curve(claims, prefix, second)[0]
-        runs = claim_runs(claims, prefix, first)
+        stats = _collapse_stats(claim_runs(claims, prefix, first))
         row = {f"after epoch {k}": round(float(x - y), 3) for k, (x, y) in enumerate(zip(a, b), start=1)}
         row["final"] = round(claim_mean(claims, prefix, first) - claim_mean(claims, prefix, second), 3)
-        row["spread min"] = round(float(np.mean([min(r["per_epoch"]["spread"]) for r in runs])), 3)
-        row["spread min / before"] = round(float(np.mean(
-            [min(r["per_epoch"]["spread"]) / r["initial_spread"] for r in runs])), 3)
-        row["collapsed"] = f"{sum(r['collapse'] is not None for r in runs)}/{len(runs)}"
+        row["spread min"] = round(stats["spread_min"], 3)
+        row["spread min / before"] = round(stats["spread_min_share"], 3)
+        row["collapsed"] = stats["collapsed"]
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
