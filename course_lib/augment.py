@@ -26,10 +26,11 @@ seed gives the same view, here and in a ``tf.data`` pipeline.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 import tensorflow as tf
+
+from course_lib._checks import check_non_negative, is_int
 
 __all__ = ["AUGMENT_DEFAULTS", "random_view", "two_views", "view_pairs", "as_float_images"]
 
@@ -42,12 +43,6 @@ def as_float_images(images):
     x = np.asarray(images)
     x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
     return x[..., None] if x.ndim == 3 else x
-
-
-def _check_strength(strength):
-    if not isinstance(strength, numbers.Real) or isinstance(strength, bool) or not strength >= 0:
-        raise ValueError(f"`strength` must be a number >= 0, got {strength!r}.")
-    return float(strength)
 
 
 def _affine(images, angle, shift):
@@ -89,7 +84,7 @@ def random_view(images, seed, strength=1.0, **sizes):
     ``sizes`` override :data:`AUGMENT_DEFAULTS` (``max_degrees``, ``max_shift``,
     ``max_erase``, ``noise``), each the size at ``strength=1``.
     """
-    strength = _check_strength(strength)
+    strength = check_non_negative("strength", strength)
     size = {**AUGMENT_DEFAULTS, **sizes}
     images = tf.convert_to_tensor(images, tf.float32)
     if images.shape.rank == 3:
@@ -119,10 +114,10 @@ def view_pairs(images, batch_size=128, seed=0, strength=1.0, epochs=None, **size
     its index as label. The views depend on (seed, epoch, batch) only.
     ``epochs=None`` repeats for ever.
     """
-    strength = _check_strength(strength)
+    strength = check_non_negative("strength", strength)
     x = as_float_images(images)
     n = len(x)
-    if not isinstance(batch_size, numbers.Integral) or not 2 <= batch_size <= n:
+    if not is_int(batch_size) or not 2 <= batch_size <= n:
         raise ValueError(f"`batch_size` must be an int in [2, {n}] (the number of images), got {batch_size!r}.")
     images_t = tf.constant(x)
     per_epoch = n // batch_size

@@ -10,6 +10,9 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from course_lib._checks import is_int
+from course_lib.options import check_choice
+
 
 def backbone(input_shape=(28, 28, 1), width=32, name="backbone"):
     """Two conv blocks and a dense layer: about 0.25 M weights, fast on 2 CPU cores."""
@@ -29,7 +32,7 @@ def embedding_network(embedding_dim=64, l2_normalize=True, input_shape=(28, 28, 
     With ``l2_normalize=True`` every embedding lies on the unit sphere, so
     Euclidean distances are in [0, 2] and a margin is comparable across runs.
     """
-    if not isinstance(embedding_dim, int) or embedding_dim < 1:
+    if not is_int(embedding_dim) or embedding_dim < 1:
         raise ValueError(f"`embedding_dim` must be a positive int, got {embedding_dim!r}.")
     if seed is not None:
         keras.utils.set_random_seed(seed)
@@ -75,9 +78,7 @@ def feature_model(model, features):
     The loss shapes the layers close to it the most: for classes it never
     saw, the early layers keep more of what tells them apart (lesson 06).
     """
-    if features not in FEATURES:
-        raise ValueError(f"`features` must be one of {', '.join(map(repr, FEATURES))}, got {features!r}.")
-    if features == "embedding":
+    if check_choice("features", features, FEATURES) == "embedding":
         return embedding_model(model)
     backbone_model = model.get_layer("backbone")
     if features == "backbone":
