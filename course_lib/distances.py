@@ -1,25 +1,12 @@
-"""Distances between embeddings.
+"""Distances between embeddings: every loss starts from ``D[i, j] = d(x_i, x_j)``.
 
-Every loss in this course starts from the matrix of distances between all
-pairs of a batch, ``D[i, j] = d(x_i, x_j)``. Three metrics are supported:
-
-==================== ==================================
-``"euclidean"``         ``||x_i - x_j||``
-``"squared_euclidean"`` ``||x_i - x_j||^2``
-``"cosine"``            ``1 - x_i . x_j / (||x_i|| ||x_j||)``
-==================== ==================================
-
-The squared Euclidean distance is computed with the expansion
-
-    ||a - b||^2 = ||a||^2 + ||b||^2 - 2 a.b
-
-which is one matrix product instead of a [B, B, D] tensor of differences.
-Two numerical traps come with it (docs/definitions.md):
-
-* rounding can make the expansion slightly negative: clamp it at 0;
-* ``sqrt`` has an infinite derivative at 0, so two identical embeddings
-  give NaN gradients unless the zero entries are masked before the sqrt
-  (tensorflow/tensorflow#30199).
+``"euclidean"`` ||x_i - x_j||, ``"squared_euclidean"`` ||x_i - x_j||^2 and
+``"cosine"`` 1 - x_i.x_j / (||x_i|| ||x_j||) (docs/definitions.md, section 2).
+The squared distance uses the expansion ||a - b||^2 = ||a||^2 + ||b||^2 - 2 a.b,
+one matrix product instead of a [B, B, D] tensor of differences, with two traps:
+rounding can make it slightly negative (clamped at 0), and sqrt's infinite
+derivative at 0 turns two identical embeddings into NaN gradients unless the
+zeros are masked before the sqrt (tensorflow/tensorflow#30199).
 """
 
 from __future__ import annotations

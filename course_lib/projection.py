@@ -33,8 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from course_lib._checks import as_label_array, as_points
-from course_lib.options import PROJECTIONS as METHODS
-from course_lib.options import check_choice
+from course_lib.options import PROJECTIONS, check_choice
 
 # Hover shows the point's text ("#12 Sneaker"); <extra></extra> hides the trace name box.
 _HOVER_TEMPLATE = "%{text}<extra></extra>"
@@ -54,7 +53,7 @@ def project(embeddings, method="pca", dim=2, seed=0):
     The first UMAP call of a Python session compiles its code with numba and
     takes about 10 seconds; later calls are faster.
     """
-    check_choice("method", method, METHODS)
+    check_choice("method", method, PROJECTIONS)
     if dim not in (2, 3) or isinstance(dim, bool):
         raise ValueError(f"`dim` must be 2 or 3, got {dim!r}.")
     x = as_points(embeddings)

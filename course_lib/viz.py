@@ -119,14 +119,12 @@ def add_scaled_arrows(fig, starts, vectors, scale=None, length=0.5, color="black
     (legend) shows the scale. Always adds the two traces (lines, heads),
     empty when no vector is non-zero, so a figure keeps its trace count.
     """
-    starts, vectors = np.asarray(starts, dtype=float), np.asarray(vectors, dtype=float)
-    norms = np.linalg.norm(vectors.reshape(-1, 2), axis=1)
+    starts, vectors = np.reshape(starts, (-1, 2)), np.reshape(vectors, (-1, 2)).astype(float)
+    norms = np.linalg.norm(vectors, axis=1)
     keep = norms > 1e-7
     if scale is None:
         scale = length / norms.max() if keep.any() else 1.0
-    name = name or f"−gradient (×{scale:.3g})"
-    return add_arrows(fig, starts.reshape(-1, 2)[keep], vectors.reshape(-1, 2)[keep], color=color,
-                      name=name, scale=scale)
+    return add_arrows(fig, starts[keep], vectors[keep], color, name or f"−gradient (×{scale:.3g})", scale)
 
 
 def add_circle(fig, center, radius, color="gray", dash="dash", name=None):
