@@ -464,14 +464,11 @@ def pk_batches(images, labels, classes_per_batch, samples_per_class, seed=0, num
     ``num_batches = epochs * steps_per_epoch`` and pass ``steps_per_epoch`` to
     ``model.fit``.
 
-    ``num_replicas`` R and ``replicas``: for ``tf.distribute``. With ``replicas=None``
-    the dataset yields whole global batches, and P must be a multiple of R (see
-    :func:`pk_batch_plan`). With a list of replica ids it yields only their slices
-    of each global batch, [P*K/R] each, in the order of :func:`replica_slices`: what
-    an input pipeline of ``strategy.distribute_datasets_from_function`` must
-    produce (``course_lib.distributed.distribute_pk_batches`` does this). Every
-    pipeline uses the same seed, so the slices of all replicas add up to exactly
-    the global P x K batches.
+    ``num_replicas`` R and ``replicas`` (``tf.distribute``): with ``replicas=None``
+    whole global batches; with a list of replica ids only their [P*K/R] slices, in
+    the order of :func:`replica_slices`, as a ``distribute_datasets_from_function``
+    pipeline needs (``course_lib.distributed.distribute_pk_batches``). Every
+    pipeline uses the same seed, so all the slices add up to the global batches.
     """
     images = np.asarray(images)
     labels = np.asarray(labels)

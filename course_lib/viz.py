@@ -86,9 +86,9 @@ def _segments(starts, ends):
     """x and y lists for many line segments in one trace (None breaks the line)."""
     starts = np.asarray(starts, dtype=float).reshape(-1, 2)
     ends = np.asarray(ends, dtype=float).reshape(-1, 2)
-    xs = np.stack([starts[:, 0], ends[:, 0], np.full(len(starts), np.nan)], 1).ravel()
-    ys = np.stack([starts[:, 1], ends[:, 1], np.full(len(starts), np.nan)], 1).ravel()
-    return [None if np.isnan(v) else float(v) for v in xs], [None if np.isnan(v) else float(v) for v in ys]
+    points = np.stack([starts, ends, np.full_like(starts, np.nan)], axis=1).reshape(-1, 2)  # a, b, gap, ...
+    xs, ys = ([None if np.isnan(v) else float(v) for v in column] for column in points.T)
+    return xs, ys
 
 
 def add_arrows(fig, starts, vectors, color="black", name="gradient", scale=1.0):

@@ -377,6 +377,10 @@ def test_plan_errors_name_the_argument():
         data.pk_batch_plan(labels, 2, 2.5)
     with pytest.raises(ValueError, match="^num_batches must be"):
         data.pk_batch_plan(labels, 2, 2, num_batches=0)
+    with pytest.raises(ValueError, match="^num_replicas must be a positive integer"):
+        data.pk_batch_plan(labels, 2, 2, num_replicas=True)
+    with pytest.raises(ValueError, match="^classes_per_batch=3 is not a multiple of num_replicas=2"):
+        data.pk_batch_plan(labels, 3, 2, num_replicas=2)
 
 
 def test_pk_batches_labels_match_images():

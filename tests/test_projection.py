@@ -196,3 +196,20 @@ def test_projector_files_check_lengths(tmp_path):
     points, labels = clusters()
     with pytest.raises(ValueError, match="labels"):
         projection.write_projector_files(tmp_path, points, labels[:-1])
+    with pytest.raises(ValueError, match="non-empty"):
+        projection.write_projector_files(tmp_path, points[:0], labels[:0])
+
+
+def test_figure_and_projector_accept_keras_labels(tmp_path):
+    points, labels = clusters(n_classes=2)
+    fig = projection.embedding_figure(projection.project(points), labels[:, None])
+    assert [trace.name for trace in fig.data] == ["0", "1"]
+    _, meta_path = projection.write_projector_files(tmp_path, points, labels[:, None])
+    assert meta_path.read_text(encoding="utf-8").splitlines()[1:] == [f"{y}\t{y}" for y in labels]
+
+
+def test_html_rejects_float_images(tmp_path):
+    points, labels = clusters()
+    fig = projection.embedding_figure(projection.project(points), labels)
+    with pytest.raises(ValueError, match="uint8"):
+        projection.write_html(fig, tmp_path / "plot.html", images=np.zeros((len(points), 28, 28)))

@@ -501,6 +501,8 @@ BAD_EVALUATE = [
     ("single item", dict(embeddings=X[:1], labels=Y[:1], ks=1), "`ks`"),
     ("metric", dict(embeddings=X, labels=Y, ks=1, metric="manhattan"), "metric='manhattan'"),
     ("chunk_size", dict(embeddings=X, labels=Y, ks=1, chunk_size=0), "`chunk_size`"),
+    ("bool chunk_size", dict(embeddings=X, labels=Y, ks=1, chunk_size=True), "`chunk_size`"),
+    ("bool k", dict(embeddings=X, labels=Y, ks=(True,)), "`ks`"),
 ]
 
 
