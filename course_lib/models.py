@@ -84,4 +84,4 @@ def feature_model(model, features):
     if features == "backbone":
         return backbone_model
     flatten = next(layer for layer in backbone_model.layers if isinstance(layer, layers.Flatten))
-    return keras.Model(backbone_model.inputs, flatten.output, name="conv_features")
+    return keras.Model(backbone_model.input, flatten.output, name="conv_features")
