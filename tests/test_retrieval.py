@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import subprocess
 import sys
 
 import numpy as np
@@ -537,6 +538,13 @@ BAD_NEAREST = [
 def test_nearest_rejects_bad_input(kwargs, name):
     with pytest.raises(ValueError, match=name):
         nearest(**kwargs)
+
+
+def test_importing_retrieval_does_not_start_tensorflow():
+    """The NumPy checks it shares with the losses (course_lib._checks) import TensorFlow lazily."""
+    code = "import sys, course_lib.retrieval, course_lib.projection; print('tensorflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
 
 
 # ---------------------------------------------------------------------------
