@@ -93,14 +93,14 @@ import numpy as np
 import tensorflow as tf
 
 from course_lib.data import pk_batches
-from course_lib.mining import mine_triplets
+from course_lib.distances import pairwise_distances
+from course_lib.mining import mine_triplets_from_distances
 from course_lib.options import DISTRIBUTE, check_choice
 
 __all__ = [
     "use_logical_cpus", "mirrored_strategy", "make_strategy", "read_tf_config", "local_cluster", "is_chief",
-    "gather_batch", "replica_gradients", "split_batch", "loss_and_gradients", "make_train_step",
-    "pk_dataset_fn", "distribute_pk_batches", "replica_of", "negatives_seen",
-    "per_replica_mining_report",
+    "gather_batch", "replica_gradients", "make_train_step", "pk_dataset_fn", "distribute_pk_batches",
+    "replica_of", "negatives_seen", "per_replica_mining_report",
 ]
 
 
@@ -271,43 +271,13 @@ def replica_gradients(model, objective, images, labels, cross_replica=False):
     return value, statistics, tape.gradient(scaled, model.trainable_variables)
 
 
-# ------------------------------------------------------------- whole steps
-def split_batch(strategy, images, labels):
-    """One global batch cut into contiguous per-replica slices, as ``tf.distribute`` does.
-
-    Returns per-replica ``(images, labels)`` to pass to ``strategy.run``. The
-    batch size must be a multiple of the number of replicas.
-    """
-    replica = replica_of(len(labels), strategy.num_replicas_in_sync)
-
-    def slice_for(context):
-        mine = np.flatnonzero(replica == context.replica_id_in_sync_group)
-        return tf.gather(images, mine), tf.gather(labels, mine)
-
-    return strategy.experimental_distribute_values_from_function(slice_for)
-
-
-def loss_and_gradients(strategy, model, loss_fn, images, labels, cross_replica=False):
-    """One step's loss and the gradients the optimizer would apply, without applying them.
-
-    ``images`` and ``labels`` are one global batch. The gradients are the
-    replicas' gradients summed, as Keras' optimizer sums them in
-    ``apply_gradients``; the loss is the mean over replicas of the reported
-    values. Compare with a plain ``tf.GradientTape`` on one device. Called
-    from plain Python it runs eagerly: slow, but nothing to compile, which
-    suits a one-off check.
-    """
-    images, labels = split_batch(strategy, images, labels)
-    values, _, grads = strategy.run(replica_gradients, args=(model, loss_fn, images, labels, cross_replica))
-    return strategy.reduce("MEAN", values, axis=None), [strategy.reduce("SUM", g, axis=None) for g in grads]
-
-
+# ------------------------------------------------------------- the step
 def make_train_step(strategy, model, objective, optimizer, cross_replica=False):
     """The training step: a compiled ``step(images, labels) -> (loss, *statistics)`` that updates ``model``.
 
     The one step :func:`course_lib.training.train`, the tests and the
-    benchmarks run. ``images`` and ``labels`` are per-replica values (an
-    element of :func:`distribute_pk_batches`, or :func:`split_batch`); the
+    benchmarks run, on one device or several. ``images`` and ``labels`` are
+    per-replica values (an element of :func:`distribute_pk_batches`); the
     results are averaged over replicas. ``objective`` as in
     :func:`replica_gradients`. Build the model and the optimizer inside
     ``strategy.scope()``.
@@ -370,65 +340,106 @@ def replica_of(batch_size, num_replicas):
     return np.repeat(np.arange(num_replicas), batch_size // num_replicas)
 
 
+def _replica_pairs(labels, num_replicas):
+    """Per anchor a, what it has globally and on its own replica: [B, B] masks and [B] counts.
+
+    ``labels`` is one global batch in batch order; replica r gets its r-th
+    contiguous slice (:func:`replica_of`). Returns NumPy arrays:
+    ``replica`` [B]; ``positive`` (same class, not a), ``negative`` (other
+    class) and ``same_replica`` [B, B]; and per anchor ``positives_global`` /
+    ``negatives_global`` (row sums of the masks) and ``positives_per_replica``
+    / ``negatives_per_replica`` (row sums of mask & same_replica).
+    """
+    labels = np.asarray(labels).reshape(-1)
+    replica = replica_of(len(labels), num_replicas)
+    same_class = labels[:, None] == labels[None, :]
+    same_replica = replica[:, None] == replica[None, :]
+    positive = same_class & ~np.eye(len(labels), dtype=bool)
+    negative = ~same_class
+    return dict(
+        replica=replica, positive=positive, negative=negative, same_replica=same_replica,
+        positives_global=positive.sum(axis=1), positives_per_replica=(positive & same_replica).sum(axis=1),
+        negatives_global=negative.sum(axis=1), negatives_per_replica=(negative & same_replica).sum(axis=1),
+    )
+
+
+_COUNTS = ("negatives_global", "negatives_per_replica", "positives_global", "positives_per_replica")
+
+
 def negatives_seen(labels, num_replicas):
     """How many negatives and positives an anchor has, globally and on its own replica.
 
-    ``labels`` is one global batch in batch order; replica r gets its r-th
-    contiguous slice. Returns a dict of plain numbers (means over anchors):
-    ``negatives_global``, ``negatives_per_replica``, ``positives_global``,
-    ``positives_per_replica``, plus ``batch_size``, ``num_replicas`` and
-    ``replica_batch_size``. For a P x K batch with whole classes per
-    replica: B - K against B/R - K negatives, K - 1 positives on both.
+    Means over anchors, as a dict of plain numbers: ``negatives_global``,
+    ``negatives_per_replica``, ``positives_global``, ``positives_per_replica``,
+    plus ``batch_size``, ``num_replicas`` and ``replica_batch_size``. For a
+    P x K batch with whole classes per replica: B - K against B/R - K
+    negatives, K - 1 positives on both.
     """
-    labels = np.asarray(labels).reshape(-1)
-    batch_size = len(labels)
-    replica = replica_of(batch_size, num_replicas)
-    same_class = labels[:, None] == labels[None, :]
-    same_replica = replica[:, None] == replica[None, :]
-    positive = same_class & ~np.eye(batch_size, dtype=bool)
-    negative = ~same_class
-    return {
-        "batch_size": batch_size,
-        "num_replicas": num_replicas,
-        "replica_batch_size": batch_size // num_replicas,
-        "negatives_global": float(negative.sum(axis=1).mean()),
-        "negatives_per_replica": float((negative & same_replica).sum(axis=1).mean()),
-        "positives_global": float(positive.sum(axis=1).mean()),
-        "positives_per_replica": float((positive & same_replica).sum(axis=1).mean()),
-    }
+    return _means(_replica_pairs(labels, num_replicas), num_replicas)
+
+
+def _means(pairs, num_replicas):
+    batch_size = len(pairs["replica"])
+    return {"batch_size": batch_size, "num_replicas": num_replicas, "replica_batch_size": batch_size // num_replicas,
+            **{key: float(pairs[key].mean()) for key in _COUNTS}}
 
 
 def per_replica_mining_report(labels, embeddings, num_replicas, metric="euclidean"):
-    """:func:`negatives_seen` plus how often the mined partner lies on another replica.
+    """:func:`negatives_seen` plus where the global batch's mined partners lie.
 
-    Mines the global batch (:func:`course_lib.mining.mine_triplets`) and
-    adds, as shares in [0, 1]:
+    Mines the global batch (hard, semi-hard) and adds, as shares in [0, 1]
+    (0 when nothing is mined):
 
     * ``hardest_negative_elsewhere``: anchors whose closest negative is on
       another replica;
     * ``semi_hard_negative_elsewhere``: positive pairs whose semi-hard
       negative is on another replica;
     * ``hardest_positive_elsewhere``: anchors whose farthest positive is on
-      another replica (0 when every replica holds whole classes).
+      another replica (0 when every replica holds whole classes);
+
+    and ``missed_gap``, the mean over anchors with a negative on their replica
+    of D(a, closest negative on a's replica) - D(a, closest negative): how much
+    easier the negative of in-replica batch-hard mining is (0 when the same).
 
     A negative on another replica is exactly a triplet that per-replica
     mining gets wrong: when the global choice is local, the replica searches
     a subset that contains it and finds the same one; when it is not, the
     replica picks another negative, usually an easier one.
+
+    ``report["per_anchor"]``: the arrays behind the numbers, row a for anchor
+    a. ``replica`` [B]; masks ``positive``, ``negative``, ``same_replica``
+    [B, B]; counts ``positives_global`` ... ``negatives_per_replica`` [B];
+    batch-hard partners ``hardest_negative`` / ``hardest_positive`` [B] (-1
+    when none) and ``hardest_negative_elsewhere`` / ``..._positive_...`` [B].
     """
     labels = np.asarray(labels).reshape(-1)
-    replica = replica_of(len(labels), num_replicas)
-    report = negatives_seen(labels, num_replicas)
+    pairs = _replica_pairs(labels, num_replicas)
+    d = pairwise_distances(embeddings, metric)
+    replica = pairs["replica"]
 
-    def share_elsewhere(mining, partner):
-        triplets = mine_triplets(labels, embeddings, mining, metric)
-        anchors = triplets.anchor.numpy()
-        partners = getattr(triplets, partner).numpy()
-        if len(anchors) == 0:
-            return 0.0
-        return float(np.mean(replica[anchors] != replica[partners]))
+    hard = mine_triplets_from_distances(labels, d, "hard")
+    anchors = hard.anchor.numpy()
+    for partner in ("negative", "positive"):
+        picked = np.full(len(labels), -1)
+        picked[anchors] = getattr(hard, partner).numpy()
+        pairs[f"hardest_{partner}"] = picked
+        pairs[f"hardest_{partner}_elsewhere"] = (picked >= 0) & (replica[picked] != replica)
+    semi = mine_triplets_from_distances(labels, d, "semi-hard")
+    semi_elsewhere = replica[semi.anchor.numpy()] != replica[semi.negative.numpy()]
 
-    report["hardest_negative_elsewhere"] = share_elsewhere("hard", "negative")
-    report["semi_hard_negative_elsewhere"] = share_elsewhere("semi-hard", "negative")
-    report["hardest_positive_elsewhere"] = share_elsewhere("hard", "positive")
-    return report
+    d = d.numpy()
+    local = np.flatnonzero((pairs["negatives_per_replica"] > 0) & (pairs["hardest_negative"] >= 0))
+    closest_local = np.where(pairs["negative"] & pairs["same_replica"], d, np.inf).min(axis=1)
+    gaps = closest_local[local] - d[local, pairs["hardest_negative"][local]]
+
+    def mean(values):  # 0 over no values: nothing mined, nothing missed
+        return float(np.mean(values)) if len(values) else 0.0
+
+    return {
+        **_means(pairs, num_replicas),
+        "hardest_negative_elsewhere": mean(pairs["hardest_negative_elsewhere"][anchors]),
+        "semi_hard_negative_elsewhere": mean(semi_elsewhere),
+        "hardest_positive_elsewhere": mean(pairs["hardest_positive_elsewhere"][anchors]),
+        "missed_gap": mean(gaps),
+        "per_anchor": pairs,
+    }

@@ -8,6 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
+from course_lib import distributed, mining
 from course_lib.demos import mining as dm
 
 
@@ -153,6 +154,37 @@ def test_hard_and_all_states():
     assert sum(everything["by_category"].values()) == everything["num_triplets"]
 
 
+@pytest.mark.parametrize("margin", [0.5, 2.0])
+def test_random_state_against_loops(margin):
+    """No mining: one valid triplet per anchor, classified and averaged like the others."""
+    d = loop_distances(dm.TOY_POINTS.astype(np.float64))
+    labels = dm.TOY_LABELS
+    state = dm.mining_state("random", margin, anchor="all")
+    a, p, n = (t.tolist() for t in state["triplets"])
+    assert a == list(range(12))  # one per anchor, in anchor order
+    assert all(i != j and labels[i] == labels[j] != labels[k] for i, j, k in zip(a, p, n))
+    assert (p, n) == tuple(t.numpy().tolist() for t in mining.mine_triplets(labels, dm.TOY_POINTS, "random")[1:])
+    losses = [max(d[i, j] - d[i, k] + margin, 0.0) for i, j, k in zip(a, p, n)]
+    np.testing.assert_allclose(state["triplet_losses"], losses, atol=1e-5)
+    np.testing.assert_allclose(state["loss"], np.mean(losses), atol=1e-5)  # zeros included
+    assert state["num_active"] == sum(v > 0 for v in losses) and state["num_fallbacks"] == 0
+    categories = ["hard" if d[i, k] < d[i, j] else "semi-hard" if d[i, k] < d[i, j] + margin else "easy"
+                  for i, j, k in zip(a, p, n)]
+    assert state["category"].tolist() == categories
+    assert dm.mining_state("random", margin, anchor="all")["triplets"][2].tolist() == n  # same batch, same draw
+    assert dm.draw_mining(state).layout.title.text.startswith("random triplets (no mining)")
+
+
+def test_random_triplets_are_mostly_inactive_on_the_toy_batch():
+    """The lesson's question at m = 0.5: 9 of 12 random triplets have loss 0, 11 of 24 semi-hard ones;
+    a random triplet is a uniform draw from batch-all's, whose inactive share is 151 / 216."""
+    inactive = {s: 1 - st["num_active"] / st["num_triplets"]
+                for s in ("random", "semi-hard", "all")
+                for st in [dm.mining_state(s, 0.5, anchor="all")]}
+    assert inactive == pytest.approx({"random": 9 / 12, "semi-hard": 11 / 24, "all": 151 / 216})
+    assert "12 triplets, 3 active" in dm.mining_readout(dm.mining_state("random", 0.5, anchor="all"))
+
+
 def test_anchor_zero_is_the_worked_example():
     """Anchor 0, positive 1 at distance 1: point 4 is closer (hard), point 3 lies in the band."""
     d = loop_distances(dm.TOY_POINTS.astype(np.float64))
@@ -219,41 +251,39 @@ def test_semi_hard_variants():
 
 
 # ------------------------------------------------------------ replicas
-def test_replica_report_against_loops():
-    rng = np.random.default_rng(3)
+# The analysis itself (counts, hardest negatives, missed gap) is tested against loops in
+# tests/test_distributed.py; here: that the widget's state is that analysis, and what it adds.
+def test_replica_report_is_the_library_analysis():
     labels = np.repeat(np.arange(8), 4)
-    x = rng.normal(size=(32, 5))
-    d = loop_distances(x)
+    x = np.random.default_rng(5).normal(size=(32, 6)).astype(np.float32)
     for r in (1, 2, 4, 8):
         state = dm.replica_report(labels, x, replicas=r)
-        shard = 32 // r
-        for i in range(32):
-            mine = range((i // shard) * shard, (i // shard + 1) * shard)
-            assert state["local_negatives"][i] == sum(labels[j] != labels[i] for j in mine)
-            assert state["global_negatives"][i] == 28
-            hardest = min((j for j in range(32) if labels[j] != labels[i]), key=lambda j: d[i, j])
-            assert state["hardest_elsewhere"][i] == (hardest not in mine)
-        assert state["mean_local_negatives"] == max(shard - 4, 0)
-        gaps = [min(d[i, j] for j in range((i // shard) * shard, (i // shard + 1) * shard) if labels[j] != labels[i])
-                - min(d[i, j] for j in range(32) if labels[j] != labels[i])
-                for i in range(32) if shard > 4]
-        assert state["missed_gap"] == pytest.approx(np.mean(gaps) if gaps else 0.0, abs=1e-5)
-    assert dm.replica_report(labels, x, replicas=1)["share_hardest_elsewhere"] == 0.0
-    assert dm.replica_report(labels, x, replicas=8)["share_hardest_elsewhere"] == 1.0
+        library = distributed.per_replica_mining_report(labels, x, r)
+        arrays = library.pop("per_anchor")
+        assert state["valid"] and state["report"] == library
+        for key, value in arrays.items():
+            np.testing.assert_array_equal(state[key], value, err_msg=key)
+        assert state["anchors_without_positive"] == 0  # whole classes on every replica
+        assert state["anchors_without_negative"] == (32 if r == 8 else 0)  # R = 8: one class per replica
+        # the per-anchor flags the figure draws average to the library's share
+        assert state["hardest_negative_elsewhere"].mean() == pytest.approx(library["hardest_negative_elsewhere"])
 
 
 def test_replica_report_shuffled_splits_classes_and_invalid():
     labels = np.repeat(np.arange(8), 4)
     x = np.random.default_rng(0).normal(size=(32, 3))
     shuffled = dm.replica_report(labels, x, replicas=4, order="shuffled")
-    assert shuffled["local_positives"].min() < 3  # some anchors lose positives
-    assert shuffled["anchors_without_positive"] == int(np.sum(shuffled["local_positives"] == 0))
+    perm = np.random.default_rng(0).permutation(32)
+    np.testing.assert_array_equal(shuffled["labels"], labels[perm])
+    assert shuffled["report"]["negatives_global"] == 28 and shuffled["positives_per_replica"].min() < 3
+    assert shuffled["anchors_without_positive"] == int(np.sum(shuffled["positives_per_replica"] == 0))
     bad = dm.replica_report(labels, x, replicas=3)
     assert not bad["valid"] and "multiple" in bad["message"]
+    assert dm.replica_readout(bad).startswith("invalid split")
     message = dm.draw_replicas(bad)
     assert len(message.data) == 0 and "multiple" in message.layout.annotations[0].text
     assert message.layout.xaxis.visible is False  # no empty panels under the message
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="order"):
         dm.replica_report(labels, x, replicas=2, order="random")
 
 
@@ -264,31 +294,20 @@ def test_draw_replicas_and_sweep():
     fig = dm.draw_replicas(state)
     kinds = [type(t).__name__ for t in fig.data]
     assert kinds == ["Heatmap", "Scatter", "Bar", "Bar"] + ["Scatter"] * 4
-    assert list(fig.data[3].y) == state["local_negatives"].tolist() == [12] * 32
+    assert list(fig.data[3].y) == state["negatives_per_replica"].tolist() == [12] * 32
+    assert list(fig.data[1].x) == state["hardest_negative"].tolist()  # one x per anchor
     # dark vs pale explained: one legend entry per pair colour the heatmap uses
     legend = {t.name: t.marker.color for t in fig.data[4:]}
     assert legend == dict(dm.REPLICA_PAIR_CODES[1:])
     z = np.asarray(fig.data[0].z)
     assert set(np.unique(z)) == {0, 1, 2, 4}  # class after class: no positive on another replica
+    assert np.array_equal(z == 4, state["negative"] & ~state["same_replica"])
     rows = dm.replica_sweep(labels, x, (1, 2, 3, 4))
     assert [r["R"] for r in rows] == [1, 2, 4]  # R=3 does not divide B=32
     assert [r["neg. in replica"] for r in rows] == [28, 12, 4]
+    assert rows[1]["missed gap"] == state["report"]["missed_gap"]
+    assert rows[0]["hardest elsewhere"] == rows[0]["missed gap"] == 0.0  # one replica misses nothing
     assert "12.0 in-replica vs 28.0 global" in dm.replica_readout(state)
-
-
-def test_replica_report_agrees_with_course_lib_distributed():
-    from course_lib import distributed
-
-    labels = np.repeat(np.arange(8), 4)
-    x = np.random.default_rng(5).normal(size=(32, 6)).astype(np.float32)
-    for r in (2, 4):
-        state = dm.replica_report(labels, x, replicas=r)
-        seen = distributed.negatives_seen(labels, r)
-        assert seen["negatives_per_replica"] == state["mean_local_negatives"]
-        assert seen["negatives_global"] == state["mean_global_negatives"]
-        assert state["library"]["hardest_negative_elsewhere"] == pytest.approx(state["share_hardest_elsewhere"])
-        # the per-anchor view the figure draws agrees with the library's share
-        assert state["hardest_elsewhere"].mean() == pytest.approx(state["share_hardest_elsewhere"])
 
 
 def test_heatmaps_are_sent_as_lists():

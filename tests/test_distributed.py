@@ -139,6 +139,34 @@ def test_mining_report_on_random_embeddings():
     assert 0.3 < report["semi_hard_negative_elsewhere"] < 0.95
 
 
+def test_mining_report_against_loops():
+    """Every number and per-anchor array of the report, recomputed anchor by anchor."""
+    labels = np.repeat(np.arange(8), 4)
+    x = np.random.default_rng(3).normal(size=(32, 5))
+    d = np.linalg.norm(x[:, None] - x[None, :], axis=-1)
+    negatives = [[j for j in range(32) if labels[j] != labels[i]] for i in range(32)]
+    for r in (1, 2, 4, 8):
+        report = distributed.per_replica_mining_report(labels, x, num_replicas=r)
+        arrays, shard = report["per_anchor"], 32 // r
+        gaps, elsewhere = [], []
+        for i in range(32):
+            mine = range((i // shard) * shard, (i // shard + 1) * shard)
+            local = [j for j in negatives[i] if j in mine]
+            hardest = min(negatives[i], key=lambda j: d[i, j])
+            assert arrays["negatives_global"][i] == 28 and arrays["negatives_per_replica"][i] == len(local)
+            assert arrays["positives_per_replica"][i] == 3  # whole classes
+            assert arrays["hardest_negative"][i] == hardest
+            assert arrays["hardest_negative_elsewhere"][i] == (hardest not in mine)
+            elsewhere.append(hardest not in mine)
+            if local:
+                gaps.append(min(d[i, j] for j in local) - d[i, hardest])
+        assert report["negatives_per_replica"] == max(shard - 4, 0)
+        assert report["hardest_negative_elsewhere"] == pytest.approx(np.mean(elsewhere))
+        assert report["missed_gap"] == pytest.approx(np.mean(gaps) if gaps else 0.0, abs=1e-5)
+    assert distributed.per_replica_mining_report(labels, x, 1)["hardest_negative_elsewhere"] == 0.0
+    assert distributed.per_replica_mining_report(labels, x, 8)["hardest_negative_elsewhere"] == 1.0
+
+
 def test_replica_of_cuts_contiguous_slices():
     np.testing.assert_array_equal(distributed.replica_of(6, 3), [0, 0, 1, 1, 2, 2])
     with pytest.raises(ValueError, match="equal slices"):
@@ -189,6 +217,17 @@ def strategy():
     return strategy
 
 
+def split_batch(strategy, inputs, labels):
+    """One global batch cut into contiguous per-replica slices, as ``tf.distribute`` does."""
+    replica = distributed.replica_of(len(labels), strategy.num_replicas_in_sync)
+
+    def slice_for(context):
+        mine = np.flatnonzero(replica == context.replica_id_in_sync_group)
+        return tf.gather(inputs, mine), tf.gather(labels, mine)
+
+    return strategy.experimental_distribute_values_from_function(slice_for)
+
+
 @pytest.fixture(scope="module")
 def networks(strategy):
     """The same small network twice: on one device, and mirrored on both replicas."""
@@ -197,6 +236,21 @@ def networks(strategy):
         mirrored = small_network()
     mirrored.set_weights(single.get_weights())
     return single, mirrored
+
+
+def summed_gradients(strategy, model, loss_fn, inputs, labels, cross_replica):
+    """The loss and the gradient of the training step, without applying it.
+
+    Runs :func:`course_lib.distributed.replica_gradients` (the replica's part of
+    ``make_train_step``) on every replica, then reduces as the step does: the
+    loss averaged over replicas, the gradients summed (what Keras' optimizer
+    applies). No optimizer and no weight update: one trace per loss, cheap.
+    """
+    images, labels = split_batch(strategy, inputs, labels)
+    values, _, grads = strategy.run(distributed.replica_gradients,
+                                    args=(model, loss_fn, images, labels, cross_replica))
+    return (float(strategy.reduce("MEAN", values, axis=None)),
+            [strategy.reduce("SUM", g, axis=None).numpy() for g in grads])
 
 
 @needs_two_cpus
@@ -230,10 +284,10 @@ def test_cross_replica_step_equals_one_device(case, strategy, networks):
     inputs, labels = global_batch()
     single, mirrored = networks
     expected_loss, expected_grads = one_device(single, loss_fn, inputs, labels)
-    loss, grads = distributed.loss_and_gradients(strategy, mirrored, loss_fn, inputs, labels, cross_replica=True)
-    np.testing.assert_allclose(float(loss), expected_loss, rtol=1e-6, atol=1e-6)
+    loss, grads = summed_gradients(strategy, mirrored, loss_fn, inputs, labels, cross_replica=True)
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-6, atol=1e-6)
     for g, expected in zip(grads, expected_grads):
-        np.testing.assert_allclose(g.numpy(), expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(g, expected, rtol=1e-5, atol=1e-6)
 
 
 @needs_two_cpus
@@ -253,27 +307,23 @@ def test_without_cross_replica_each_replica_sees_only_its_slice(case, strategy, 
     single, mirrored = networks
     global_loss, global_grads = one_device(single, loss_fn, inputs, labels)
     halves = [one_device(single, loss_fn, inputs[s], labels[s]) for s in (slice(0, 8), slice(8, 16))]
-    loss, grads = distributed.loss_and_gradients(strategy, mirrored, loss_fn, inputs, labels, cross_replica=False)
-    grads = [g.numpy() for g in grads]
+    loss, grads = summed_gradients(strategy, mirrored, loss_fn, inputs, labels, cross_replica=False)
 
-    np.testing.assert_allclose(float(loss), np.mean([h[0] for h in halves]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(loss, np.mean([h[0] for h in halves]), rtol=1e-5, atol=1e-6)
     for i, g in enumerate(grads):
         np.testing.assert_allclose(g, (halves[0][1][i] + halves[1][1][i]) / 2, rtol=1e-5, atol=1e-6)
-    print(f"{case}: loss {float(loss):.4f} per replica vs {global_loss:.4f} global, "
+    print(f"{case}: loss {loss:.4f} per replica vs {global_loss:.4f} global, "
           f"gradient off by {relative_difference(grads, global_grads):.0%}")
-    assert abs(float(loss) - global_loss) > 1e-3
+    assert abs(loss - global_loss) > 1e-3
     assert relative_difference(grads, global_grads) > 0.05
 
 
 @needs_two_cpus
-@pytest.mark.parametrize("objective", [False, True], ids=["loss", "objective"])
 @pytest.mark.parametrize("cross_replica", [True, False])
-def test_optimizer_applies_the_summed_gradient(cross_replica, objective, strategy):
-    """End to end: one compiled step with SGD(1) moves the weights by minus the gradient.
-
-    The step is the one ``training.train`` runs; with the training objective
-    it also reports the statistics of the loss's own mining pass.
-    """
+def test_train_step_applies_the_summed_gradient(cross_replica, strategy):
+    """End to end: the compiled step ``training.train`` runs, with SGD(1), moves the weights by
+    minus the gradient, and reports the statistics of the loss's own mining pass (``make_objective``):
+    of the global batch across replicas, the mean of the two slices' without."""
     loss_fn = training.make_loss("triplet", mining="semi-hard")
     inputs, labels = global_batch()
     single = small_network()
@@ -281,20 +331,18 @@ def test_optimizer_applies_the_summed_gradient(cross_replica, objective, strateg
         mirrored = small_network()
         optimizer = keras.optimizers.SGD(learning_rate=1.0)
     mirrored.set_weights(single.get_weights())
-    if cross_replica:
-        _, expected = one_device(single, loss_fn, inputs, labels)
-    else:
-        halves = [one_device(single, loss_fn, inputs[s], labels[s]) for s in (slice(0, 8), slice(8, 16))]
-        expected = [(a + b) / 2 for a, b in zip(halves[0][1], halves[1][1])]
-    step_objective = training.make_objective("triplet", mining="semi-hard") if objective else loss_fn
-    step = distributed.make_train_step(strategy, mirrored, step_objective, optimizer, cross_replica)
+    parts = [(inputs, labels)] if cross_replica else [(inputs[s], labels[s]) for s in (slice(0, 8), slice(8, 16))]
+    expected = [np.mean(g, axis=0) for g in zip(*(one_device(single, loss_fn, x, y)[1] for x, y in parts))]
+    objective = training.make_objective("triplet", mining="semi-hard")
+    step = distributed.make_train_step(strategy, mirrored, objective, optimizer, cross_replica)
     before = mirrored.get_weights()
-    reported = step(*distributed.split_batch(strategy, inputs, labels))
+    reported = step(*split_batch(strategy, inputs, labels))
     for w0, w1, g in zip(before, mirrored.get_weights(), expected):
         np.testing.assert_allclose(w0 - w1, g, rtol=1e-5, atol=1e-6)
-    if objective and cross_replica:  # loss, active fraction, mean D(a, p), mean D(a, n) of the global batch
-        stats = losses.triplet_loss_and_statistics(labels, single(inputs), mining="semi-hard")
-        np.testing.assert_allclose([float(v) for v in reported], [float(v) for v in stats], rtol=1e-5, atol=1e-6)
+    # loss, active fraction, mean D(a, p), mean D(a, n)
+    stats = np.mean([[float(v) for v in losses.triplet_loss_and_statistics(y, single(x), mining="semi-hard")]
+                     for x, y in parts], axis=0)
+    np.testing.assert_allclose([float(v) for v in reported], stats, rtol=1e-5, atol=1e-6)
 
 
 @needs_two_cpus

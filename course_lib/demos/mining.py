@@ -15,16 +15,17 @@ Four pictures, each a pure ``compute(**params) -> state`` and ``draw(state) -> g
    that :func:`course_lib.data.pk_batches` yields, as an image grid.
 3. **Mining on a 2-D toy batch** (:func:`mining_state`, :func:`draw_mining`):
    the triplets :func:`course_lib.mining.mine_triplets` returns for "all",
-   "hard" and "semi-hard", with the band D(a, p) < D(a, n) < D(a, p) + m around
-   an anchor. Each triplet is *hard* (D(a, n) < D(a, p)), *semi-hard*
+   "hard", "semi-hard" and "random" (no mining: one uniformly drawn positive and
+   negative per anchor, the baseline), with the band D(a, p) < D(a, n) < D(a, p) + m
+   around an anchor. Each triplet is *hard* (D(a, n) < D(a, p)), *semi-hard*
    (D(a, p) <= D(a, n) < D(a, p) + m) or *easy* (D(a, n) >= D(a, p) + m);
    it is *active* when its loss [D(a, p) - D(a, n) + m]_+ is > 0. A semi-hard
    triplet uses the *fallback* when no negative of a is farther than p.
    :func:`semi_hard_variants` shows what three libraries call "semi-hard".
 4. **Mining across replicas** (:func:`replica_report`, :func:`draw_replicas`):
    ``tf.distribute`` splits a global batch into R contiguous slices, and each
-   replica mines only inside its slice of B / R embeddings. The numbers are
-   :mod:`course_lib.distributed`'s; the demo adds the per-anchor picture.
+   replica mines only inside its slice of B / R embeddings. The analysis is
+   :func:`course_lib.distributed.per_replica_mining_report`; the demo draws it.
 
 Notation: P classes x K samples per class, as Hermans et al. (2017) write it.
 Some texts swap the letters (K classes x P samples); see docs/definitions.md.
@@ -237,6 +238,9 @@ def classify_triplets(distances, labels, triplets, margin):
 def mining_state(strategy="semi-hard", margin=0.5, anchor=0, points=None, labels=None):
     """Mine a 2-D batch with :func:`course_lib.mining.mine_triplets` and describe the triplets.
 
+    ``strategy`` is one of :data:`course_lib.mining.STRATEGIES`; "random" is
+    no mining, the baseline (seeded by the batch: the same triplets every call).
+
     ``anchor`` selects the triplets to draw (an index, or "all"). State:
     ``triplets`` (a, p, n arrays for the whole batch), the per-triplet
     arrays of :func:`classify_triplets`, ``shown`` (indices of the drawn
@@ -285,7 +289,8 @@ def mining_readout(state):
 def draw_mining(state):
     """The toy batch, the drawn triplets (a-p green, a-n red) and the margin band(s)."""
     points, labels = state["points"], state["labels"]
-    title = f"{state['strategy']} mining, m = {state['margin']:.2f}"
+    kind = "random triplets (no mining)" if state["strategy"] == "random" else f"{state['strategy']} mining"
+    title = f"{kind}, m = {state['margin']:.2f}"
     if state["anchor"] != "all":
         title += f", anchor {state['anchor']}"
     fig = viz.points_figure(points, labels, title=title, size=12)
@@ -361,26 +366,30 @@ def semi_hard_variants(anchor, margin=0.5, points=None, labels=None):
 
 
 # ------------------------------------------------------ 4. across replicas
+#: How :func:`replica_report` lays out the batch before splitting it.
+REPLICA_ORDERS = ("class after class", "shuffled")
+
+
 def replica_report(labels, embeddings, replicas=2, order="class after class", seed=0):
-    """What each anchor sees when a global batch is split over ``replicas``.
+    """What each anchor sees when a global batch is split over ``replicas``: the figure's state.
 
-    The numbers come from :mod:`course_lib.distributed`, which owns this
-    analysis (``replica_of``, ``negatives_seen``; ``per_replica_mining_report``
-    is kept under ``library``); this function adds the per-anchor view the
-    figure draws. ``order="shuffled"`` permutes the rows first (``seed``).
-
-    State: ``valid`` / ``message`` (B must be a multiple of R), ``replica``,
-    masks ``positive_mask`` / ``negative_mask`` / ``same_replica``; per
-    anchor ``global_negatives`` / ``local_negatives``, ``global_positives`` /
-    ``local_positives``, ``global_hardest`` (its batch-hard negative) and
-    ``hardest_elsewhere``; the library's ``mean_global_negatives``,
-    ``mean_local_negatives``, ``share_hardest_elsewhere``; ``missed_gap``
-    (mean D(a, closest in-replica negative) - D(a, closest negative)) and
-    ``anchors_without_positive`` / ``anchors_without_negative`` in-replica.
+    The analysis is :func:`course_lib.distributed.per_replica_mining_report`'s:
+    ``report`` holds its numbers, and its per-anchor arrays are the state's own
+    keys (``replica``, the masks ``positive`` / ``negative`` / ``same_replica``,
+    ``negatives_global`` / ``negatives_per_replica``, ``positives_global`` /
+    ``positives_per_replica``, ``hardest_negative``,
+    ``hardest_negative_elsewhere``, ...). This function adds only what the
+    widget needs: ``order="shuffled"`` permutes the rows first (``seed``),
+    ``valid`` / ``message`` when B is not a multiple of R (a message to draw
+    instead of an error), and the counts of anchors left without a positive /
+    a negative on their replica (``anchors_without_positive`` /
+    ``anchors_without_negative``).
     """
     y = np.asarray(labels).reshape(-1)
     x = np.asarray(embeddings, dtype=np.float32).reshape(len(y), -1)
     b, r = len(y), int(replicas)
+    if order not in REPLICA_ORDERS:
+        raise ValueError(f"Unknown order={order!r}: expected one of {REPLICA_ORDERS}.")
     state = dict(B=b, replicas=r, order=order, valid=False, message="")
     if r < 1 or b % r:
         state["message"] = f"B={b} is not a multiple of R={r} replicas: tf.distribute needs equal slices."
@@ -388,45 +397,23 @@ def replica_report(labels, embeddings, replicas=2, order="class after class", se
     if order == "shuffled":
         perm = np.random.default_rng(seed).permutation(b)
         y, x = y[perm], x[perm]
-    elif order != "class after class":
-        raise ValueError(f"Unknown order={order!r}: expected 'class after class' or 'shuffled'.")
-    library = distributed.per_replica_mining_report(y, x, r)
-    replica = distributed.replica_of(b, r)
-    d = distance_matrix(x)
-    same_replica = replica[:, None] == replica[None, :]
-    pos = (y[:, None] == y[None, :]) & ~np.eye(b, dtype=bool)
-    neg = y[:, None] != y[None, :]
-    hard = mining.mine_triplets(y, x, strategy="hard")
-    global_hardest = np.full(b, -1)
-    global_hardest[hard.anchor.numpy()] = hard.negative.numpy()
-    local_neg = neg & same_replica
-    has_local = local_neg.any(axis=1)
-    rows = np.flatnonzero(has_local & (global_hardest >= 0))
-    missed = np.min(np.where(local_neg, d, np.inf), axis=1)[rows] - d[rows, global_hardest[rows]]
-    state.update(
-        valid=True, labels=y, replica=replica, distances=d, positive_mask=pos, negative_mask=neg,
-        same_replica=same_replica, global_hardest=global_hardest,
-        global_negatives=neg.sum(axis=1), local_negatives=local_neg.sum(axis=1),
-        global_positives=pos.sum(axis=1), local_positives=(pos & same_replica).sum(axis=1),
-        hardest_elsewhere=(global_hardest >= 0) & (replica[global_hardest] != replica),
-        mean_global_negatives=library["negatives_global"],
-        mean_local_negatives=library["negatives_per_replica"],
-        share_hardest_elsewhere=library["hardest_negative_elsewhere"],
-        missed_gap=float(missed.mean()) if len(missed) else 0.0,
-        anchors_without_positive=int(np.sum((pos & same_replica).sum(axis=1) == 0)),
-        anchors_without_negative=int(np.sum(~has_local)), library=library,
-    )
+    report = distributed.per_replica_mining_report(y, x, r)
+    per_anchor = report.pop("per_anchor")
+    state.update(per_anchor, valid=True, labels=y, report=report,
+                 anchors_without_positive=int(np.sum(per_anchor["positives_per_replica"] == 0)),
+                 anchors_without_negative=int(np.sum(per_anchor["negatives_per_replica"] == 0)))
     return state
 
 
 def replica_readout(state):
     if not state["valid"]:
         return f"invalid split: {state['message']}"
+    report = state["report"]
     return (
         f"R={state['replicas']} replicas of {state['B'] // state['replicas']}: negatives per anchor "
-        f"{state['mean_local_negatives']:.1f} in-replica vs {state['mean_global_negatives']:.1f} global; "
+        f"{report['negatives_per_replica']:.1f} in-replica vs {report['negatives_global']:.1f} global; "
         f"globally hardest negative on another replica for "
-        f"{100 * state['share_hardest_elsewhere']:.0f}% of anchors; "
+        f"{100 * report['hardest_negative_elsewhere']:.0f}% of anchors; "
         f"{state['anchors_without_positive']} anchors lost all their positives"
     )
 
@@ -457,7 +444,7 @@ def draw_replicas(state):
         return fig
     fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.1,
                         subplot_titles=("pairs, by the replica that holds them", "negatives per anchor"))
-    pos, neg, same = state["positive_mask"], state["negative_mask"], state["same_replica"]
+    pos, neg, same = state["positive"], state["negative"], state["same_replica"]
     codes = np.select([pos & same, neg & same, pos & ~same, neg & ~same], [1, 2, 3, 4], 0)
     names = np.array([name for name, _ in REPLICA_PAIR_CODES])[codes]
     scale = []
@@ -466,13 +453,13 @@ def draw_replicas(state):
     fig.add_trace(go.Heatmap(z=codes.tolist(), zmin=-0.5, zmax=4.5, colorscale=scale, showscale=False,
                              customdata=names.tolist(), hovertemplate="anchor %{y}, %{x}: %{customdata}<extra></extra>"),
                   row=1, col=1)
-    b, anchors = state["B"], np.flatnonzero(state["global_hardest"] >= 0)
-    fig.add_trace(go.Scatter(x=state["global_hardest"][anchors], y=anchors, mode="markers",
+    b, anchors = state["B"], np.flatnonzero(state["hardest_negative"] >= 0)
+    fig.add_trace(go.Scatter(x=state["hardest_negative"][anchors], y=anchors, mode="markers",
                              name="x: globally hardest negative", marker=dict(symbol="x", size=6, color="black")),
                   row=1, col=1)
-    fig.add_trace(go.Bar(x=np.arange(b), y=state["global_negatives"], name="negatives in the global batch",
+    fig.add_trace(go.Bar(x=np.arange(b), y=state["negatives_global"], name="negatives in the global batch",
                          marker_color="#bbbbbb"), row=1, col=2)
-    fig.add_trace(go.Bar(x=np.arange(b), y=state["local_negatives"], name="negatives in its replica",
+    fig.add_trace(go.Bar(x=np.arange(b), y=state["negatives_per_replica"], name="negatives in its replica",
                          marker_color=viz.NEGATIVE_COLOR), row=1, col=2)
     for name, color in REPLICA_PAIR_CODES[1:]:
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, hoverinfo="skip",
@@ -488,20 +475,21 @@ def draw_replicas(state):
 
 
 def replica_sweep(labels, embeddings, replica_counts=(1, 2, 4, 8), order="class after class"):
-    """:func:`replica_report` for several R: one row of summary numbers per valid R (for a table).
+    """:func:`replica_report` for several R: one row of its ``report`` per valid R (for a table).
 
     Short column names, so the table fits a notebook cell: negatives per
     anchor in the replica and in the global batch, shares of anchors whose
     hardest (pairs whose semi-hard) negative sits on another replica, the
-    mean ``missed_gap`` and the anchors left without a positive.
+    ``missed_gap`` and the anchors left without a positive.
     """
     rows = []
     for r in replica_counts:
         s = replica_report(labels, embeddings, r, order)
         if s["valid"]:
-            rows.append({"R": r, "neg. in replica": s["mean_local_negatives"],
-                         "neg. global": s["mean_global_negatives"],
-                         "hardest elsewhere": s["share_hardest_elsewhere"],
-                         "semi-hard elsewhere": s["library"]["semi_hard_negative_elsewhere"],
-                         "missed gap": s["missed_gap"], "no positive": s["anchors_without_positive"]})
+            report = s["report"]
+            rows.append({"R": r, "neg. in replica": report["negatives_per_replica"],
+                         "neg. global": report["negatives_global"],
+                         "hardest elsewhere": report["hardest_negative_elsewhere"],
+                         "semi-hard elsewhere": report["semi_hard_negative_elsewhere"],
+                         "missed gap": report["missed_gap"], "no positive": s["anchors_without_positive"]})
     return rows
