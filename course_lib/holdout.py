@@ -53,12 +53,12 @@ not recipe - pixels.
 
 from __future__ import annotations
 
-import numbers
 from pathlib import Path
 
 import numpy as np
 
 from course_lib import retrieval
+from course_lib._checks import is_int
 
 __all__ = [
     "EPOCHS", "check_holdout_classes", "seen_only", "pixel_embeddings", "query_gallery_split",
@@ -84,7 +84,7 @@ def check_holdout_classes(holdout_classes, num_classes=10):
     if not classes:
         raise ValueError("holdout_classes must name at least one class, got none.")
     for c in classes:
-        if not isinstance(c, numbers.Integral) or isinstance(c, bool) or not 0 <= c < num_classes:
+        if not is_int(c) or not 0 <= c < num_classes:
             raise ValueError(f"holdout_classes: {c!r} is not a class id; expected ints in 0..{num_classes - 1}.")
     if len(set(classes)) != len(classes):
         raise ValueError(f"holdout_classes names a class twice: {classes}.")

@@ -361,9 +361,6 @@ def train_self_supervised(model, images, *, loss="nt-xent", temperature=0.5, los
                        monitor, _stuck_at(loss, options), progress, on_epoch)
 
 
-#: Read from :func:`train_self_supervised`'s signature, which owns it; kept for code that reads this name.
-SELF_SUPERVISED_LOSS_DEFAULTS = {"temperature": defaults_of(train_self_supervised)["temperature"]}
-
 
 def epoch_seconds(history):
     """Mean training seconds per epoch, leaving out the first (tracing) epoch when possible."""

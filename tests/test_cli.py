@@ -369,7 +369,7 @@ def test_self_supervised_defaults_are_the_librarys():
     settings = cli.train_settings(args)
     library = options.defaults_of(training.train_self_supervised)
     assert settings["self_supervised"] is True
-    assert settings["loss_options"] == {"temperature": training.SELF_SUPERVISED_LOSS_DEFAULTS["temperature"]} \
+    assert settings["loss_options"] == {"temperature": library["temperature"]} \
         == {"temperature": 0.5}  # not the loss's own 0.1
     assert settings["batch_size"] == library["batch_size"] == 256
     assert settings["augmentation"]["strength"] == library["strength"] == 0.7
@@ -378,7 +378,7 @@ def test_self_supervised_defaults_are_the_librarys():
     _, help_text, _ = run_main(["train", "--help"])
     help_text = " ".join(help_text.split())
     assert f"(default: {library['strength']})" in help_text and f"(default: {library['batch_size']})" in help_text
-    assert f"--temperature defaults to {training.SELF_SUPERVISED_LOSS_DEFAULTS['temperature']};" in help_text
+    assert f"--temperature defaults to {library['temperature']};" in help_text
     # an explicit option wins
     args = cli.build_parser().parse_args(["train", "--loss", "supcon", "--self-supervised", "--temperature", "0.2",
                                           "--strength", "0", "--batch-size", "64"])

@@ -192,7 +192,7 @@ def train_contrastive(images, *, temperature=None, embedding_dim=64, width=32, s
     image's index in the batch, so no class label is used. ``labels`` (class
     ids) switch to SupCon with those labels instead (the supervised variant:
     every view of the class is a positive). ``temperature`` None takes the
-    label-free default (``training.SELF_SUPERVISED_LOSS_DEFAULTS``); ``options``
+    label-free default (``train_self_supervised``'s ``temperature``); ``options``
     (``epochs``, ``batch_size``, ``strength``, ``learning_rate``, ...) go to
     ``train_self_supervised``, whose defaults they keep when left out.
     Prints one line per epoch with ``progress``.
