@@ -299,12 +299,12 @@ def test_seen_unseen_by_epoch_with_the_cosine_distance():
 
 
 def fake_holdout_splits():
-    """A result of benchmarks/holdout_splits.py with two splits (the numbers are made up)."""
+    """A result of benchmarks/results.py --splits with two splits (the numbers are made up)."""
     def stats(means):
         return {row: {group: {"MAP@R": {"mean": m + (group == "seen"), "std": 0.01 * (i + 1), "n": 3},
                               "P@1": {"mean": 0.5, "std": 0.0, "n": 3}} for group in ("seen", "unseen")}
                 for i, (row, m) in enumerate(means.items())}
-    return {"meta": {"date": "today", "commit": "abc", "command": "python benchmarks/holdout_splits.py"},
+    return {"meta": {"date": "today", "commit": "abc", "command": "python benchmarks/results.py --splits"},
             "runs": [],
             "summary": {"mnist 6 7 8 9": {"seeds": [0, 1, 2], "stats": stats(
                             {"recipe": 0.4, "projection": 0.25, "untrained": 0.3, "pixels": 0.2})},

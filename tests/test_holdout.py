@@ -204,28 +204,3 @@ def test_build_model_gives_the_same_untrained_weights_for_the_same_seed():
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     other = holdout.build_model({**settings, "seed": 4}).get_weights()
     assert not np.array_equal(first[0], other[0])
-
-
-def test_holdout_splits_benchmark_smoke(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "holdout_splits.py"
-    spec = importlib.util.spec_from_file_location("holdout_splits", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert bench.main(["--smoke", "--out", str(tmp_path)]) == 0
-    result = json.loads((tmp_path / "holdout_splits.json").read_text())
-    (run,) = result["runs"]
-    assert run["split"] == "mnist 7 8 9" and run["seed"] == 0 and run["cpu_seconds"] > 0
-    assert "--holdout-classes 7 8 9" in run["command"]
-    summary = result["summary"]["mnist 7 8 9"]
-    for row in bench.ROWS:
-        value = run["scores"][row]["unseen"]["MAP@R"]
-        assert 0 < value <= 1
-        assert summary["stats"][row]["unseen"]["MAP@R"] == {"mean": round(value, 4), "std": 0.0, "n": 1}
-    assert summary["unseen_map_at_r_over_pixels"]["pixels"] == 1.0
-    assert set(result["meta"]) >= {"date", "commit", "command"}
-    table = (tmp_path / "holdout_splits.md").read_text()
-    assert "| mnist 7 8 9 | 1 |" in table and "untrained" in table

@@ -379,8 +379,8 @@ def draw_norms(norms, class_names, unseen=(), title="Mean length of the features
     return draw_per_class(norms, class_names, unseen, title=title, y_title="mean length ||x||", y_range=None)
 
 
-# ------------------------------------------- the recipe on every split (benchmarks/holdout_splits.py)
-#: Where ``python benchmarks/holdout_splits.py`` writes its runs (7 splits x 3 seeds, too slow for a lesson).
+# ------------------------------------------- the recipe on every split (benchmarks/results.py --splits)
+#: Where ``python benchmarks/results.py --splits`` writes its runs (7 splits x 3 seeds, too slow for a lesson).
 HOLDOUT_SPLITS_PATH = "benchmarks/results/holdout_splits.json"
 #: The rows of each run, as the benchmark names them, and how a lesson labels them.
 SPLIT_ROWS = {"pixels": "pixels", "untrained": "untrained network (conv, cosine)",
@@ -388,7 +388,7 @@ SPLIT_ROWS = {"pixels": "pixels", "untrained": "untrained network (conv, cosine)
 
 
 def load_holdout_splits(path=None):
-    """The committed results of ``benchmarks/holdout_splits.py`` (``meta``, ``runs``, ``summary``)."""
+    """The committed results of ``python benchmarks/results.py --splits`` (``meta``, ``runs``, ``summary``)."""
     import json
     import os
 
