@@ -163,55 +163,84 @@ def _mined_triplets(y, x, d, mining, margin, soft, metric):
 def _batch_all(y, d, margin, soft):
     """(mean loss over the triplets with loss > 0, active fraction) over every valid triplet.
 
-    Round r of positives gives a [B, B] slice: anchor a (row), its r-th
-    positive p[a], every negative n (column). softplus is positive
+    Round r of positives, for a block of anchors a (rows of D): anchor a, its
+    r-th positive p[a], every negative n (columns). softplus is positive
     everywhere, so with ``soft`` every valid triplet counts in the mean.
     """
-    neg = negative_mask(y)
 
-    def round_sums(p, in_round, d):
-        gap = tf.gather(d, p, batch_dims=1)[:, None] - d  # [a, n]
-        valid = neg & in_round[:, None]
-        active = tf.math.count_nonzero(valid & _is_active(gap, margin, soft), dtype=tf.float32)
-        total = tf.reduce_sum(tf.where(valid, _hinge(gap, margin, soft), 0.0))
+    def round_sums(a, p, in_round, d):  # d: the rows a of D
+        valid = tf.not_equal(tf.gather(y, a)[:, None], y[None, :]) & in_round[:, None]  # [a, n]
+        gap = tf.where(valid, tf.gather(d, p, batch_dims=1)[:, None] - d, -float("inf"))  # no triplet: loss 0
+        active = tf.math.count_nonzero(_is_active(gap, margin, soft), dtype=tf.float32)
+        total = tf.reduce_sum(_hinge(gap, margin, soft))
         return total, (active, tf.math.count_nonzero(valid, dtype=tf.float32))
 
     total, (active, valid) = _sum_over_rounds_saving_memory(y, d, round_sums, num_counts=2)
     return tf.math.divide_no_nan(total, valid if soft else active), tf.math.divide_no_nan(active, valid)
 
 
+#: The rounds of batch-all and angular work on blocks of about this many
+#: values of the [B, B] matrix (rows of it): 4 MiB of float32.
+BLOCK_VALUES = 2**20
+
+
 def _sum_over_rounds_saving_memory(labels, wrt, round_sums, num_counts):
     """MEMORY-SAVING VARIANT. Sum ``round_sums`` over the rounds of positives, gradient included.
 
-    ``round_sums(p, in_round, wrt) -> (value, counts)`` gives one round's sum
-    of terms (a scalar differentiable in ``wrt``) and ``num_counts`` scalar
-    counts (not differentiated). Returns (the summed value, the summed counts).
+    ``round_sums(a, p, in_round, rows) -> (value, counts)``: one round's sum of
+    terms for a block of anchors ``a`` [b], ``rows`` = the rows a of ``wrt``
+    [b, B] (``p``, ``in_round`` as in :func:`course_lib.mining.over_positive_rounds`,
+    for these anchors): a scalar differentiable in ``rows``, and ``num_counts``
+    scalar counts. Returns (the summed value, the summed counts).
 
     Why not plain autodiff: batch-all and angular enumerate every (a, p, n),
-    one [B, B] slice of ``wrt`` per round, B^2 (K - 1) values in a P x K
-    batch. Differentiating through the loop would keep every round's slices
-    for the backward pass: O(B^2 K) memory, several GiB at B = 4096. Here each
-    round differentiates its own sum at once (an inner GradientTape) and only
-    the running [B, B] gradient G leaves the loop: O(B^2) memory. The value
-    returned is ``value + sum(G * (wrt - stop_gradient(wrt)))``: the second
-    term is 0 but differentiates to G. (First derivatives only.)
+    B^2 (K - 1) values in a P x K batch; differentiating through the loop
+    would keep them all for the backward pass (several GiB at B = 4096).
+    Here the anchors go a block of rows at a time (about BLOCK_VALUES
+    values); each round differentiates its block's sum at once (an inner
+    GradientTape) and only the block's running gradient leaves the loop.
+    Blocks matter for time too: a [B, B] float32 temporary is 64 MiB at
+    B = 4096, a fresh allocation that the kernel zero-fills page by page
+    (whole-matrix rounds spent more CPU time there than computing); a 4 MiB
+    block is reused from the heap and stays in cache. The value returned
+    hands the blocks' gradients G [B, B] on to ``wrt`` (first derivatives only).
     """
     fixed = tf.stop_gradient(wrt)
+    size = fixed.shape[0] if fixed.shape[0] is not None else tf.shape(fixed)[0]  # an int when known (XLA)
+    if isinstance(size, int):
+        rows_per_block = max(1, min(size, BLOCK_VALUES // max(size, 1)))
+    else:
+        rows_per_block = tf.maximum(1, tf.minimum(size, BLOCK_VALUES // tf.maximum(size, 1)))
 
-    def per_round(p, in_round, state):
-        value, counts, grad = state
-        with tf.GradientTape() as tape:
-            tape.watch(fixed)
-            round_value, round_counts = round_sums(p, in_round, fixed)
-        round_grad = tape.gradient(round_value, fixed, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        counts = tuple(c + r for c, r in zip(counts, round_counts))
-        return value + round_value, counts, grad + tf.convert_to_tensor(round_grad)
+    blocks = tf.maximum(1, (size + rows_per_block - 1) // rows_per_block)  # an empty batch: one empty block
 
-    initial = (tf.constant(0.0), (tf.constant(0.0),) * num_counts, tf.zeros_like(fixed))
-    value, counts, grad = miners.over_positive_rounds(labels, per_round, initial)
-    # stop_gradient: autodiff never enters the loop, so TensorFlow keeps no per-round tensors for it.
-    value, grad = tf.stop_gradient(value), tf.stop_gradient(grad)
-    return value + tf.reduce_sum(grad * (wrt - fixed)), counts
+    def per_block(i, value, counts, grads):
+        ids = i * rows_per_block + tf.range(rows_per_block)
+        a = tf.minimum(ids, size - 1)  # the last block's extra rows repeat the last anchor, out of every round
+        block = tf.cond(tf.shape(fixed)[0] > 0, lambda: tf.gather(fixed, a), lambda: tf.zeros([rows_per_block, size]))
+
+        def per_round(p, in_round, state):
+            value, counts, grad = state
+            with tf.GradientTape() as tape:
+                tape.watch(block)
+                round_value, round_counts = round_sums(a, tf.gather(p, a), tf.gather(in_round, a) & (ids < size), block)
+            round_grad = tape.gradient(round_value, block, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            counts = tuple(c + r for c, r in zip(counts, round_counts))
+            return value + round_value, counts, grad + tf.convert_to_tensor(round_grad)
+
+        value, counts, grad = miners.over_positive_rounds(labels, per_round, (value, counts, tf.zeros_like(block)))
+        return i + 1, value, counts, grads.write(i, grad)
+
+    grads = tf.TensorArray(tf.float32, size=blocks, element_shape=[None, None], infer_shape=False)
+    initial = (0, tf.constant(0.0), (tf.constant(0.0),) * num_counts, grads)
+    _, value, counts, grads = tf.while_loop(lambda i, *_: i < blocks, per_block, initial, parallel_iterations=1)
+    grad = tf.stop_gradient(grads.concat()[:size])
+
+    @tf.custom_gradient
+    def with_gradient(wrt):  # autodiff never enters the loop, so TensorFlow keeps no per-round tensors for it
+        return tf.stop_gradient(value), lambda upstream: upstream * grad
+
+    return with_gradient(wrt), counts
 
 
 # -------------------------------------------------------------------- N-pairs
@@ -267,17 +296,22 @@ def angular_loss(labels, embeddings, alpha_degrees=45.0):
     t = math.tan(math.radians(alpha)) ** 2
     y, x = _inputs(labels, embeddings)
     x = tf.math.l2_normalize(x, axis=1, epsilon=1e-12)
-    neg = negative_mask(y)
-    has_negative = tf.reduce_any(neg, axis=1)
 
-    def round_sums(p, in_round, sim):  # sim[i, j] = x_i . x_j
-        f = 4.0 * t * (sim + tf.gather(sim, p)) - 2.0 * (1.0 + t) * tf.gather(sim, p, batch_dims=1)[:, None]
+    def round_sums(a, p, in_round, sim_a):  # sim_a: the rows a of sim, sim[i, j] = x_i . x_j
+        # (a, p) and (p, a) are the same term (f is symmetric in a and p, who share their negatives), so
+        # the gradient (a, p) sends to row p of sim is the one (p, a) sends to row p as anchor: each block
+        # reads its positives' rows as constants and differentiates its anchors' rows twice over.
+        twice = 2.0 * sim_a - tf.stop_gradient(sim_a)  # the value of sim_a, twice its gradient
+        f = 4.0 * t * (twice + tf.gather(fixed, p)) - 2.0 * (1.0 + t) * tf.gather(sim_a, p, batch_dims=1)[:, None]
+        neg = tf.not_equal(tf.gather(y, a)[:, None], y[None, :])
+        has_negative = tf.reduce_any(neg, axis=1)
         f = tf.where(neg, f, -float("inf"))  # [a, n]: only the negatives of a
         lse = tf.reduce_logsumexp(tf.where(has_negative[:, None], f, 0.0), axis=1)
         valid = tf.cast(in_round & has_negative, tf.float32)
         return tf.reduce_sum(tf.nn.softplus(lse) * valid), (tf.reduce_sum(valid),)
 
     sim = tf.matmul(x, x, transpose_b=True)
+    fixed = tf.stop_gradient(sim)
     total, (count,) = _sum_over_rounds_saving_memory(y, sim, round_sums, num_counts=1)
     return tf.math.divide_no_nan(total, count)
 

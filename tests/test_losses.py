@@ -709,3 +709,39 @@ def test_random_collapse_sits_at_the_margin_and_column_labels_agree():
                                rtol=1e-5)
     column = value(L.triplet_loss(labels[:, None], x, mining="random"))
     assert column == value(L.triplet_loss(labels, x, mining="random"))
+
+
+# ---------------------------------------------------------------------------
+# batch-all and angular a block of anchors at a time
+# ---------------------------------------------------------------------------
+BLOCKED_CASES = [
+    ("triplet", {"mining": "all"}), ("triplet", {"mining": "all", "soft": True}),
+    ("triplet", {"mining": "all", "metric": "cosine"}), ("angular", {"alpha_degrees": 40.0}),
+]
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph-unknown-shape", "xla"])
+@pytest.mark.parametrize("name, kwargs", BLOCKED_CASES, ids=[f"{n}-{kw}" for n, kw in BLOCKED_CASES])
+def test_blocks_of_anchors_match_reference(monkeypatch, name, kwargs, mode):
+    # 14 anchors, 50 // 14 = 3 rows per block: 5 blocks, the last one padded
+    # (unbalanced labels: singletons and anchors without a positive included).
+    monkeypatch.setattr(L, "BLOCK_VALUES", 50)
+    labels, x = make_random_batch(14, 3, 4, seed=61)
+    lib, reference = getattr(L, f"{name}_loss"), getattr(ref, f"{name}_loss")
+
+    def step(y, e):
+        with tf.GradientTape() as tape:
+            tape.watch(e)
+            loss = lib(y, e, **kwargs)
+        return loss, tape.gradient(loss, e)
+
+    if mode == "graph-unknown-shape":
+        spec = [tf.TensorSpec([None], tf.int32), tf.TensorSpec([None, None], tf.float32)]
+        step = tf.function(step, input_signature=spec)
+    elif mode == "xla":
+        step = tf.function(step, jit_compile=True)
+    got, g = step(tf.constant(labels), tf.constant(x))
+    expected = finite_difference_gradient(lambda v: reference(labels, v, **kwargs), x.astype(np.float64))
+    np.testing.assert_allclose(value(got), reference(labels, x, **kwargs), rtol=RTOL, atol=ATOL)
+    assert np.abs(expected).max() > 1e-3
+    np.testing.assert_allclose(g.numpy(), expected, rtol=1e-2, atol=2e-3)
