@@ -104,7 +104,8 @@ def check_interactives(page, name: str, expected: int, screenshot_dir: Path) -> 
         # gets to it: seconds on a loaded machine), so wait for them before calling the figure empty
         before = labdriver.wait_for_traces(box)
         expect(before["traces"] + before["points"] > 0,
-               f"{label}: the figure has no traces drawn; browser console: {page.console_errors[:5]}")
+               f"{label}: the figure has no traces drawn; browser console: {page.console_errors[:5]}; "
+               f"plotly data in the page (None: no data arrived): {str(before['data'])[:300]}")
 
         controls = [sliders.nth(i) for i in range(sliders.count())]
         controls += [dropdowns.nth(i) for i in range(dropdowns.count())]
